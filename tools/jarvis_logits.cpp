@@ -51,9 +51,20 @@ std::vector<float> read_f32(const std::string& path, size_t n) {
   return v;
 }
 
+// A field of /proc/self/status in kB (VmRSS: resident now, VmHWM: peak resident), -1 if absent.
+long status_kb(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.compare(0, field.size() + 1, field + ":") == 0) return std::stol(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"Run token ids through a model shard; write per-position logits / hidden states"};
   std::string model_path, tokens_arg, out_path, in_hidden, out_hidden;
+  bool report = false;
   int first_layer = 0, end_layer = -1, threads = 1, chunk = 0, decode = 0, seqs = 1, page_size = 16;
   app.add_option("--model", model_path, "GGUF file or HF directory")->required();
   app.add_option("--tokens", tokens_arg, "comma-separated token ids")->required();
@@ -67,6 +78,7 @@ int run(int argc, char** argv) {
   app.add_option("--decode", decode, "feed the last N tokens one per step, as decoding does");
   app.add_option("--seqs", seqs, "run this many copies of the prompt as one batch");
   app.add_option("--page-size", page_size, "KV cache page size in tokens");
+  app.add_flag("--report", report, "print loaded weight bytes and resident memory to stderr");
   CLI11_PARSE(app, argc, argv);
 
   const std::vector<int32_t> tokens = parse_tokens(tokens_arg);
@@ -83,6 +95,10 @@ int run(int argc, char** argv) {
   shard.has_head = !out_path.empty();
   std::unique_ptr<jarvis::Model> model = jarvis::load_model(model_path, shard);
   const jarvis::ModelConfig& c = model->config();
+  if (report) {
+    std::cerr << "weights_bytes=" << model->weights().bytes() << " rss_kb=" << status_kb("VmRSS")
+              << " hwm_kb=" << status_kb("VmHWM") << " layers=" << model->n_shard_layers() << "\n";
+  }
   jarvis::cpu::ThreadPool pool(threads);
 
   // Blocks of all sequences interleaved and scrambled, so no sequence's pages are contiguous

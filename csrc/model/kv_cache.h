@@ -6,6 +6,7 @@
 //   K: [page_size, n_kv_heads, head_dim] float, V likewise.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -11,6 +11,10 @@ namespace {
 constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" little-endian
 constexpr int kMaxDims = 4;                   // GGML_MAX_DIMS
 constexpr int kMaxArrayNesting = 4;
+// Each parsed array element costs ~100 bytes of memory however small it is in the file, so a
+// crafted file could make parsing allocate 100x its size. Real vocabularies (tokens, scores, types,
+// merges) total under 2M elements; this cap keeps the worst case under a gigabyte.
+constexpr uint64_t kMaxArrayElements = uint64_t{1} << 23;
 
 // Sequential reader over an untrusted buffer: every read checks the bytes left first.
 class Cursor {
@@ -49,10 +53,19 @@ class Cursor {
   size_t pos() const { return pos_; }
   size_t left() const { return size_ - pos_; }
 
+  // Array elements parsed so far, over all metadata (see kMaxArrayElements).
+  void count_array_elements(uint64_t n) {
+    if (n > kMaxArrayElements - array_elements_) {
+      fail("metadata arrays hold more than " + std::to_string(kMaxArrayElements) + " elements");
+    }
+    array_elements_ += n;
+  }
+
  private:
   const uint8_t* data_;
   size_t size_;
   size_t pos_ = 0;
+  uint64_t array_elements_ = 0;
   const std::string& name_;
 };
 
@@ -101,7 +114,10 @@ GgufValue read_value(Cursor& cur, uint32_t raw_type, int depth) {
       }
       v.array_type = static_cast<GgufValueType>(elem_type);
       // Each element takes at least scalar_size bytes, so the file size bounds the count.
-      if (count > cur.left() / scalar_size(v.array_type)) cur.fail("array count past end of file");
+      if (count > cur.left() / scalar_size(v.array_type)) {
+        cur.fail("array count " + std::to_string(count) + " past end of file");
+      }
+      cur.count_array_elements(count);
       v.array.reserve(static_cast<size_t>(count));
       for (uint64_t k = 0; k < count; ++k) v.array.push_back(read_value(cur, elem_type, depth + 1));
       break;
@@ -163,6 +179,9 @@ GgufFile GgufFile::parse(const uint8_t* data, size_t size, const std::string& na
   uint32_t magic = cur.read<uint32_t>();
   if (magic != kGgufMagic) cur.fail("bad magic (not a GGUF file)");
   g.version_ = cur.read<uint32_t>();
+  if (g.version_ == 0x02000000 || g.version_ == 0x03000000) {
+    cur.fail("big-endian GGUF files are not supported");
+  }
   if (g.version_ != 2 && g.version_ != 3) {
     cur.fail("unsupported GGUF version " + std::to_string(g.version_) + " (2 and 3 are)");
   }
@@ -180,10 +199,11 @@ GgufFile GgufFile::parse(const uint8_t* data, size_t size, const std::string& na
   }
 
   if (const GgufValue* a = g.find("general.alignment")) {
-    if (!a->is_integer() || a->u == 0 || a->u > 65536 || (a->u & (a->u - 1)) != 0) {
+    // v.i holds signed and unsigned integers alike (the spec says uint32; some writers differ).
+    if (!a->is_integer() || a->i <= 0 || a->i > 65536 || (a->i & (a->i - 1)) != 0) {
       cur.fail("general.alignment must be a power of two up to 65536");
     }
-    g.alignment_ = static_cast<size_t>(a->u);
+    g.alignment_ = static_cast<size_t>(a->i);
   }
 
   g.tensors_.reserve(static_cast<size_t>(n_tensors));

@@ -1,0 +1,20 @@
+// RMSNorm on the GPU, optionally fused with the residual add that precedes it in every block.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda/cuda_check.h"
+
+namespace jarvis::cuda {
+
+// out[r] = x[r] / rms(x[r]) * weight, rms over `cols` with eps. fp32 accumulation.
+// x, out: [rows, cols] of dtype; weight: [cols] float.
+cudaError_t rmsnorm(DType dtype, const void* x, const float* weight, void* out, int64_t rows,
+                    int64_t cols, float eps, cudaStream_t stream);
+
+// residual[r] += x[r]; out[r] = rmsnorm(residual[r]). Saves one pass over the hidden state.
+// x, residual, out: [rows, cols] of dtype; weight: [cols] float.
+cudaError_t add_rmsnorm(DType dtype, const void* x, void* residual, const float* weight, void* out,
+                        int64_t rows, int64_t cols, float eps, cudaStream_t stream);
+
+}  // namespace jarvis::cuda

@@ -130,7 +130,9 @@ GenerationResult Generator::generate(const std::vector<int32_t>& prompt, const G
     if (end_of_generation) {
       result.finish = FinishReason::kEndOfGeneration;  // its text (e.g. "<|im_end|>") is not content
     } else {
-      event.text = stops.push(decoder.push(s.token));
+      // Models pad their vocabulary past the tokenizer's (Qwen2: 151936 vs 151665); such an id
+      // has no text.
+      if (s.token < tokenizer_.vocab_size()) event.text = stops.push(decoder.push(s.token));
       if (stops.stopped()) {
         result.finish = FinishReason::kStopString;
       } else if (static_cast<int>(generated.size()) >= options.max_tokens) {

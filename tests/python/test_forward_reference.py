@@ -2,13 +2,15 @@
 (numpy_reference.py: HF architecture definitions, weights via the PyPI `gguf` package, float64).
 
 Tolerance. Both sides use the same dequantized weights, so the only legitimate difference is
-float32 rounding in Jarvis. Measured on SmolLM2-135M (64 tokens, logits up to ~33): running the
-NumPy reference itself in float32 moves its logits by up to 6.0e-5 from float64; Jarvis is 2.5e-5
-away. We allow 1e-5 x max|logit| (3.3e-4 there): ~5x the float32-rounding spread, while real
-bugs (a wrong RoPE pairing, a wrong GQA head map, a missing bias or norm offset, an off-by-one
-in the cache) move logits by 1e-1 or more. Argmax must agree at every position, except where the
-reference's top-2 margin is itself below the tolerance (a numerical tie): there either of the
-two is accepted, and such positions are counted and bounded.
+float32 rounding in Jarvis. Measured on SmolLM2-135M with the 64-token test prompt (logits up to
+36.6): the NumPy reference itself run in float32 moves its logits by up to 8.4e-5 from float64;
+Jarvis is 4.4e-5 away. We allow 1e-5 x max|logit| (3.7e-4 there): ~4x the spread float32
+rounding alone produces, while real bugs (a wrong RoPE pairing, a wrong GQA head map, a missing
+bias or embedding scale, an off-by-one in the causal mask or the cache) move logits by 1e-1 or
+more. Argmax must agree at every position, except where the reference's top-2 margin is itself
+below twice the tolerance (a numerical tie, where float32 may legitimately flip the order):
+there either of the two is accepted, and such positions are counted and bounded. (SmolLM2's
+smallest top-2 margin on this prompt is 1.1e-2, so there it is strict everywhere.)
 """
 import os
 import subprocess
@@ -19,7 +21,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from numpy_reference import Reference  # noqa: E402
+from numpy_reference import Reference, read_gguf  # noqa: E402
 
 SRC = Path(os.environ.get("JARVIS_SOURCE_DIR", Path(__file__).resolve().parents[2]))
 BIN = Path(os.environ.get("JARVIS_BIN_DIR", SRC / "build" / "bin"))
@@ -177,7 +179,6 @@ def test_reference_conventions_matter(tiny_models, tmp_path):
     assert np.abs(wrong.forward(TINY_TOKENS) - ref).max() > 100 * REL_TOL * np.abs(ref).max()
     path, ref = tiny_models["llama_gqa"]
     wrong = Reference(str(path))
-    from numpy_reference import read_gguf
     _, raw = read_gguf(str(path))
     for l in range(3):  # Q/K left in llama.cpp's permuted order under half-split RoPE
         for n in ("attn_q", "attn_k"):

@@ -14,14 +14,20 @@ struct ChatMessage {
 enum class ChatFormat { kChatML, kLlama2, kLlama3, kGemma, kZephyr };
 
 // Recognises the family from the template source the model ships (GGUF tokenizer.chat_template
-// or tokenizer_config.json). Throws jarvis::Error when it matches none (names what it saw).
+// or tokenizer_config.json) by its markers: <|im_start|> ChatML, <|start_header_id|> Llama 3,
+// <start_of_turn> Gemma, [INST] with <<SYS>> Llama 2, <|user|> with <|assistant|> Zephyr.
+// Throws jarvis::Error when it matches none, or a variant we cannot render exactly (Llama 3.1's
+// date header, Mistral's [INST] without <<SYS>>).
 ChatFormat detect_chat_format(const std::string& jinja_source);
 const char* chat_format_name(ChatFormat format);
 
-// Renders messages the way the model's Jinja template does (byte for byte), optionally ending
-// with the assistant turn header so generation continues as the assistant.
-// `default_system` is what the template inserts when no system message is given (ChatML in
-// SmolLM2 does); it is read from the template source by detect-time helpers.
+// Renders messages the way the model's Jinja template does (byte for byte, as transformers renders
+// it: jinja2 with trim_blocks and lstrip_blocks), optionally ending with the assistant turn header
+// so generation continues as the assistant. Details read from the source: ChatML's default system
+// turn (SmolLM2, Qwen2 insert one when the first message is not a system message), Gemma's
+// handling of a system message (merged into the first user turn, or an error).
+// Throws InvalidArgument where the template raises (roles not alternating, a system message
+// Gemma rejects) and for an empty message list.
 std::string apply_chat_template(const std::string& jinja_source, const std::vector<ChatMessage>& messages,
                                 bool add_generation_prompt, const std::string& bos_token,
                                 const std::string& eos_token);

@@ -1,0 +1,144 @@
+"""Shared pieces of the tokenizer reference tests: the corpus, the jarvis-tokenize driver, and HF
+`tokenizers` references built from a GGUF file's own vocabulary (independent of our code)."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import gguf
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+SOURCE_DIR = Path(os.environ.get("JARVIS_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+BIN_DIR = Path(os.environ.get("JARVIS_BIN_DIR", SOURCE_DIR / "build" / "bin"))
+TOOL = BIN_DIR / "jarvis-tokenize"
+MODEL = SOURCE_DIR / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+CORPUS = SOURCE_DIR / "tests" / "data" / "tokenizer_corpus.txt"
+
+# The official pre-tokenizer regexes (tokenizer.json of Meta-Llama-3 and Qwen2).
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+               r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+# GGUF token types
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+
+def corpus_lines():
+    text = CORPUS.read_bytes().decode("utf-8")
+    return text.split("\n")[:-1]  # "\n" only: \r, \v, U+2028 ... stay inside lines
+
+
+def documents(lines, count=250):
+    """Multi-line documents: consecutive corpus lines joined by assorted line breaks."""
+    joins = ["\n", "\r\n", "\n\n", "\n \n", " \n\t", "\n\n\n", "\r", "\n    "]
+    docs = []
+    step = max(1, len(lines) // count)
+    for k in range(count):
+        start = k * step
+        group = lines[start:start + 2 + k % 7]
+        docs.append(joins[k % len(joins)].join(group) + ("\n" if k % 3 == 0 else ""))
+    # NUL and other bytes the corpus file leaves out, and edge cases.
+    docs += ["", " ", "\n", "\x00", "a\x00b", "\x00<|im_start|>\x00", "\n\n\n", " \n ", "\t\n\t"]
+    return docs
+
+
+def run_tool(model, mode, requests):
+    """Runs jarvis-tokenize over JSON lines; returns one parsed response per request."""
+    payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in requests)
+    proc = subprocess.run([str(TOOL), "--model", str(model), mode], input=payload.encode("utf-8"),
+                          capture_output=True, timeout=600)
+    # "\n" only: the JSON may hold U+2028, U+0085 raw, which str.splitlines() would cut at.
+    out = [json.loads(line) for line in proc.stdout.decode("utf-8").split("\n") if line]
+    assert len(out) == len(requests), proc.stderr.decode("utf-8", "replace")
+    return out
+
+
+def encode_all(model, texts, parse_special=True, add_bos=False):
+    res = run_tool(model, "encode", [{"text": t, "parse_special": parse_special, "add_bos": add_bos} for t in texts])
+    for r in res:
+        assert "error" not in r, r
+    return [r["ids"] for r in res]
+
+
+def decode_all(model, id_lists, skip_special=False):
+    res = run_tool(model, "decode", [{"ids": ids, "skip_special": skip_special} for ids in id_lists])
+    return [bytes.fromhex(r["hex"]) for r in res]
+
+
+def read_gguf_vocab(path):
+    r = gguf.GGUFReader(str(path))
+
+    def strings(key):
+        f = r.fields[key]
+        return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+
+    types_field = r.fields["tokenizer.ggml.token_type"]
+    return {
+        "tokens": strings("tokenizer.ggml.tokens"),
+        "types": [int(types_field.parts[i][0]) for i in types_field.data],
+        "merges": strings("tokenizer.ggml.merges"),
+    }
+
+
+def byte_level_reference(vocab, pre, with_specials=True):
+    """HF tokenizer over a GGUF's byte-level vocabulary with the official pre-tokenizer of `pre`."""
+    tokens, types = vocab["tokens"], vocab["types"]
+    merges = [tuple(m.split(" ", 1)) for m in vocab["merges"]]
+    ids = {t: i for i, t in enumerate(tokens)}
+    tok = Tokenizer(models.BPE(vocab=ids, merges=merges, ignore_merges=(pre == "llama-bpe")))
+    if pre == "smollm":  # the official SmolLM2 tokenizer.json
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    elif pre == "gpt2":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:  # Meta-Llama-3 / Qwen2 tokenizer.json
+        regex = LLAMA3_REGEX if pre == "llama-bpe" else QWEN2_REGEX
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        if pre == "qwen2":
+            tok.normalizer = normalizers.NFC()
+    tok.decoder = decoders.ByteLevel()
+    if with_specials:
+        tok.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
+                                for i, t in enumerate(types) if t == CONTROL])
+    return tok
+
+
+def write_gguf_tokenizer(path, *, model, tokens, types, pre=None, merges=None, scores=None, bos=None, eos=None,
+                         unk=None, add_bos=False, add_space_prefix=False, chat_template=None):
+    """A GGUF file holding only tokenizer metadata (what our GGUF loader reads)."""
+    w = gguf.GGUFWriter(str(path), arch="llama")
+    w.add_tokenizer_model(model)
+    if pre is not None:
+        w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    if scores is not None:
+        w.add_token_scores(scores)
+    if merges is not None:
+        w.add_token_merges(merges)
+    for value, add in ((bos, w.add_bos_token_id), (eos, w.add_eos_token_id)):
+        if value is not None:
+            add(value)
+    if unk is not None:
+        w.add_unk_token_id(unk)
+    w.add_add_bos_token(add_bos)
+    w.add_add_space_prefix(add_space_prefix)
+    if chat_template is not None:
+        w.add_chat_template(chat_template)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def first_mismatch(texts, ours, refs):
+    for text, a, b in zip(texts, ours, refs):
+        if a != b:
+            k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            return f"text={text[:200]!r}\n ours[{k}:]={a[k:k + 12]}\n   hf[{k}:]={b[k:k + 12]}"
+    return None

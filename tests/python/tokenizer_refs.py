@@ -142,3 +142,42 @@ def first_mismatch(texts, ours, refs):
             k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
             return f"text={text[:200]!r}\n ours[{k}:]={a[k:k + 12]}\n   hf[{k}:]={b[k:k + 12]}"
     return None
+
+
+SPM_SPECIALS = ["<unk>", "<s>", "</s>"]
+SPM_USER_DEFINED = "<|user_defined|>"
+
+
+def train_sentencepiece_like(lines, vocab_size=4000):
+    """A Llama-2-style BPE (byte fallback, Prepend/Replace "▁" normalizer) trained with HF on
+    `lines`, rebuilt with the layout of a SentencePiece vocabulary: specials, 256 byte tokens,
+    then the learned pieces. Returns (hf_tokenizer, tokens, types, scores, merges)."""
+    from tokenizers import trainers
+    spm_normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    base = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    base.normalizer = spm_normalizer
+    # limit_alphabet leaves rare characters out, so byte fallback is exercised.
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPM_SPECIALS, limit_alphabet=400,
+                                  show_progress=False)
+    # Control tokens are never pieces in SentencePiece: keep their strings out of the training text
+    # so no merge builds them (HF's trainer would otherwise map such a merge onto the control id).
+    for special in SPM_SPECIALS:
+        lines = [line.replace(special, "") for line in lines]
+    base.train_from_iterator(lines, trainer)
+    trained = json.loads(base.to_str())["model"]
+    learned = sorted(((i, t) for t, i in trained["vocab"].items() if t not in SPM_SPECIALS))
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in trained["merges"]]
+    tokens = SPM_SPECIALS + [f"<0x{b:02X}>" for b in range(256)] + [t for _, t in learned] + [SPM_USER_DEFINED]
+    types = [UNKNOWN, CONTROL, CONTROL] + [BYTE] * 256 + [NORMAL] * len(learned) + [USER_DEFINED]
+    # SentencePiece merges the best-scoring piece first: score = -rank reproduces the merge order.
+    scores = [0.0] * len(tokens)
+    index = {t: i for i, t in enumerate(tokens)}
+    for rank, (a, b) in enumerate(merges):
+        scores[index[a + b]] = -float(rank)
+    hf = Tokenizer(models.BPE(vocab=index, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    hf.normalizer = spm_normalizer
+    hf.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                    decoders.Strip(" ", 1, 0)])
+    hf.add_tokens([AddedToken(SPM_USER_DEFINED, special=False, normalized=False)])
+    hf.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPM_SPECIALS])
+    return hf, tokens, types, scores, merges

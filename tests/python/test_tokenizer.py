@@ -3,8 +3,9 @@
 References are built independently of our code, from the model file's own vocabulary:
 - SmolLM2 (GGUF, pre "smollm"): HF BPE over the GGUF's tokens and merges with the official
   SmolLM2 pre-tokenizer Sequence[Digits(individual_digits), ByteLevel(use_regex)].
-- The Llama 3 and Qwen2 (NFC + regex) and GPT-2 pre-tokenizers: the official configs over the same
-  vocabulary; ours reads a GGUF copy whose tokenizer.ggml.pre names them, and the HF tokenizer.json.
+- Each pre-tokenizer (SmolLM2's, GPT-2, Llama 3, Qwen2 with NFC): the official config over the same
+  vocabulary plus merges that make every split visible (SmolLM2 alone has no multi-digit tokens);
+  ours reads a GGUF copy whose tokenizer.ggml.pre names it, and the tokenizer.json HF saves.
 - SentencePiece-style BPE: an HF BPE with byte fallback and Llama 2's "▁" normalizer, trained on
   half the corpus, written as GGUF tokenizer metadata (scores = -merge rank) and as tokenizer.json.
 Every comparison is exact (ids, bytes); nothing here is a tolerance.
@@ -16,7 +17,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from tokenizer_refs import (MODEL, TOOL, SPM_USER_DEFINED, byte_level_reference, corpus_lines, decode_all,
-                            documents, encode_all, first_mismatch, read_gguf_vocab, run_tool,
+                            documents, encode_all, extended_vocab, first_mismatch, read_gguf_vocab, run_tool,
                             train_sentencepiece_like, write_gguf_tokenizer)
 
 SPECIAL_TEXTS = ["<|im_start|>user\nhi<|im_end|>\n", "a<|endoftext|>b", "<|im_start|><|im_start|>",
@@ -95,12 +96,12 @@ def test_gguf_metadata(vocab):
     assert out["chat_template"].startswith("{% for message in messages %}")
 
 
-@pytest.mark.parametrize("pre", ["gpt2", "llama-bpe", "qwen2"])
-def test_regex_pre_tokenizers_match_hf(pre, texts, vocab, tmp_path):
-    types = vocab["types"]
+@pytest.mark.parametrize("pre", ["smollm", "gpt2", "llama-bpe", "qwen2"])
+def test_pre_tokenizers_match_hf(pre, texts, vocab, tmp_path):
+    vocab = extended_vocab(vocab)  # multi-digit, contraction and whitespace merges: splits show in ids
     path = tmp_path / f"{pre}.gguf"
-    write_gguf_tokenizer(path, model="gpt2", pre=pre, tokens=vocab["tokens"], types=types, merges=vocab["merges"],
-                         bos=1, eos=2)
+    write_gguf_tokenizer(path, model="gpt2", pre=pre, tokens=vocab["tokens"], types=vocab["types"],
+                         merges=vocab["merges"], bos=1, eos=2)
     hf = byte_level_reference(vocab, pre)
     refs = hf_ids(hf, texts)
     assert_same(texts, encode_all(path, texts), refs, f"{pre} via GGUF")

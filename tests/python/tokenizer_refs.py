@@ -82,6 +82,75 @@ def read_gguf_vocab(path):
     }
 
 
+def _byte_level_chars():
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs = bs[:]
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + len(cs) - 188)
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+BYTE_CHARS = _byte_level_chars()
+
+
+def byte_level(text):
+    return "".join(BYTE_CHARS[b] for b in text.encode("utf-8"))
+
+
+def extended_vocab(vocab):
+    """SmolLM2's vocabulary plus merges that make pre-tokenizer splits visible in the ids.
+
+    SmolLM2 has single-digit tokens only, so digit grouping (Llama 3's \\p{N}{1,3}) would not show;
+    nor would a space or newline attached to the wrong piece, or a contraction in another case.
+    Added (last, so lowest priority): every 2- and 3-digit number, space + digit, contractions in
+    every letter case and with U+017F, and whitespace/newline pairs."""
+    tokens, types, merges = list(vocab["tokens"]), list(vocab["types"]), list(vocab["merges"])
+    known = set(tokens)
+    have = set(merges)
+
+    def merge(a, b):
+        for t in (a, b, a + b):
+            if t not in known:
+                known.add(t)
+                tokens.append(t)
+                types.append(NORMAL)
+        if f"{a} {b}" not in have:
+            have.add(f"{a} {b}")
+            merges.append(f"{a} {b}")
+
+    def token(text):
+        """byte_level(text) as one token, built byte by byte from the left."""
+        chars = byte_level(text)
+        for k in range(2, len(chars) + 1):
+            merge(chars[:k - 1], chars[k - 1])
+        return chars
+
+    digits = "0123456789"
+    for x in digits:
+        merge(byte_level(" "), x)
+        for y in digits:
+            merge(x, y)
+    for x in digits:
+        for y in digits:
+            for z in digits:
+                merge(x + y, z)
+    for suffix in ["s", "t", "m", "d", "re", "ve", "ll", "ſ", "ſt"]:
+        variants = {""}
+        for ch in suffix:
+            variants = {v + c for v in variants for c in {ch, ch.upper()}}
+        for v in sorted(variants):
+            prefix = "'"
+            for ch in v:
+                merge(token(prefix), token(ch))
+                prefix += ch
+    for a, b in [(" ", "\n"), ("\n", " "), ("\t", "\n"), ("\r", "\n"), ("\n", "\n"), (" ", "\t"), ("\t", " "),
+                 (".", "\n"), ("!", "\r"), (" ", "'"), ("\u00a0", "a"), ("\u3000", " ")]:
+        merge(token(a), token(b))
+    return {"tokens": tokens, "types": types, "merges": merges}
+
+
 def byte_level_reference(vocab, pre, with_specials=True):
     """HF tokenizer over a GGUF's byte-level vocabulary with the official pre-tokenizer of `pre`."""
     tokens, types = vocab["tokens"], vocab["types"]

@@ -17,7 +17,7 @@ from tokenizer_refs import (byte_level_reference, encode_all, extended_vocab, fi
 ALL_CODE_POINTS = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
 # After each code point: a space, a letter, a digit, a newline, an apostrophe, a tab... so that
 # letters, numbers, spaces and the rest each split differently.
-SEPARATORS = [" ", "a", "1", "\n", " '", "\t", "  ", "x "]
+SEPARATORS = [" ", "a ", "1", "\n", " '", "\t", "  ", "x "]
 
 
 def every_code_point_texts(chunk=512):

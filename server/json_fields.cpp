@@ -1,6 +1,7 @@
 #include "server/json_fields.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "server/api_error.h"
 
@@ -8,6 +9,12 @@ namespace jarvis::server {
 namespace {
 
 std::string type_name(const nlohmann::json& v) { return v.type_name(); }
+
+std::string num(double d) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", d);
+  return buf;
+}
 
 }  // namespace
 
@@ -68,8 +75,7 @@ std::optional<double> JsonFields::number(const char* name, double lo, double hi)
   }
   const double d = v->get<double>();
   if (!std::isfinite(d) || d < lo || d > hi) {
-    throw bad_request(std::string("'") + name + "' is " + v->dump() + " (allowed: " + std::to_string(lo) +
-                          " to " + std::to_string(hi) + ")",
+    throw bad_request(std::string("'") + name + "' is " + v->dump() + " (allowed: " + num(lo) + " to " + num(hi) + ")",
                       name);
   }
   return d;

@@ -99,11 +99,14 @@ class Server:
             self.proc.wait()
 
     def close(self):
-        self.terminate()
+        """SIGTERM; returns (exit code, server output). The log file is removed."""
+        code = self.terminate()
+        out = self.output()
         try:
             os.unlink(self.log.name)
         except OSError:
             pass
+        return code, out
 
 
 def wait_idle(server, timeout=30):

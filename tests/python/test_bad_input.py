@@ -23,7 +23,8 @@ SENT = {"n": 0}
 def server():
     s = Server("--request-timeout-seconds", str(REQUEST_TIMEOUT), "--http-threads", "48")
     yield s
-    assert s.terminate() == 0, s.output()
+    code, out = s.close()
+    assert code == 0, out
 
 
 @pytest.fixture(scope="module")

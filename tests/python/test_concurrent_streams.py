@@ -48,7 +48,8 @@ def stream(server, path, body):
 def server():
     s = Server()
     yield s
-    assert s.terminate() == 0, s.output()
+    code, out = s.close()
+    assert code == 0, out
 
 
 def test_concurrent_streams_match_solo_runs(server):

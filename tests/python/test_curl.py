@@ -18,7 +18,8 @@ MAX_BODY = 65536
 def server():
     s = Server("--max-body-bytes", str(MAX_BODY), api_key=KEY)
     yield s
-    assert s.terminate() == 0, s.output()
+    code, out = s.close()
+    assert code == 0, out
 
 
 def curl(server, path, *args, key=KEY, data=None, timeout=120):

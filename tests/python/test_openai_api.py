@@ -22,7 +22,8 @@ PARIS = [{"role": "user", "content": "What is the capital of France?"}]
 def server():
     s = Server(api_key=API_KEY)
     yield s
-    assert s.terminate() == 0, s.output()
+    code, out = s.close()
+    assert code == 0, out
 
 
 @pytest.fixture(scope="module")

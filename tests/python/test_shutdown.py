@@ -63,7 +63,8 @@ def server():
     # No prefix caching: a finished sequence then holds no blocks at all, so "freed" is exact.
     s = Server("--no-prefix-caching")
     yield s
-    assert s.terminate() == 0, s.output()
+    code, out = s.close()
+    assert code == 0, out
 
 
 def test_disconnect_mid_stream_frees_kv(server):
@@ -122,6 +123,7 @@ def test_sigterm_lets_stream_finish():
         assert time.monotonic() - t0 < 20
     finally:
         s.kill()
+        s.close()
 
 
 def test_sigterm_grace_ends_long_stream_cleanly():
@@ -144,3 +146,4 @@ def test_sigterm_grace_ends_long_stream_cleanly():
         assert elapsed < grace + 5, elapsed
     finally:
         s.kill()
+        s.close()

@@ -147,3 +147,32 @@ def test_sigterm_grace_ends_long_stream_cleanly():
     finally:
         s.kill()
         s.close()
+
+
+def send_raw(server, path, body):
+    s = socket.create_connection((server.host, server.port))
+    data = json.dumps(body).encode()
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    return s
+
+
+def test_queue_full_is_429_and_clears():
+    s = Server("--max-num-seqs", "1", "--max-waiting", "1")
+    try:
+        long = {"prompt": "Go on and on:", "max_tokens": LONG, "ignore_eos": True}
+        a = send_raw(s, "/v1/completions", long)
+        assert wait_until(lambda: s.health()[1]["running"] == 1, 10)
+        b = send_raw(s, "/v1/completions", long)
+        assert wait_until(lambda: s.health()[1]["waiting"] == 1, 10), s.health()
+        status, _, body = s.request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 1})
+        assert status == 429, body
+        assert json.loads(body)["error"]["type"] == "rate_limit_error"
+        a.close()
+        b.close()
+        assert wait_until(lambda: s.health()[1]["running"] == 0 and s.health()[1]["waiting"] == 0, 10)
+        status, _, _ = s.request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 1})
+        assert status == 200
+    finally:
+        s.kill()
+        s.close()

@@ -52,7 +52,10 @@ RequestOptions choice_options(const GenerationParams& p, int max_tokens, int cho
 bool wait_finished(GenerationRun& run) {
   while (!run.all_finished()) {
     run.poll(kPollInterval);
-    if (!run.all_finished() && !HttpServer::client_connected()) return false;
+    if (!run.all_finished() && !HttpServer::client_connected()) {
+      HttpServer::close_after_response();
+      return false;
+    }
   }
   return true;
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <vector>
 
+#include "csrc/tokenizer/tokenizer_loader.h"
 #include "csrc/util/error.h"
 #include "kernels/cpu/dequant.h"
 
@@ -27,30 +28,6 @@ int positive_int(const GgufFile& f, const std::string& key, int64_t v) {
     throw ModelFileError(f.path(), "metadata key '" + key + "' = " + std::to_string(v) + " is out of range");
   }
   return static_cast<int>(v);
-}
-
-// TEMPORARY until helper B's tokenizer_data_from_gguf lands on main: the fields the model needs.
-TokenizerData tokenizer_data_from_gguf_minimal(const GgufFile& f) {
-  TokenizerData t;
-  t.model = f.get_string_or("tokenizer.ggml.model", "");
-  t.pre = f.get_string_or("tokenizer.ggml.pre", "");
-  if (f.find("tokenizer.ggml.tokens")) t.tokens = f.get_string_array("tokenizer.ggml.tokens");
-  if (f.find("tokenizer.ggml.merges")) t.merges = f.get_string_array("tokenizer.ggml.merges");
-  if (const GgufValue* v = f.find("tokenizer.ggml.token_type")) {
-    for (const GgufValue& e : v->array) t.token_types.push_back(static_cast<TokenType>(e.i));
-  }
-  if (const GgufValue* v = f.find("tokenizer.ggml.scores")) {
-    for (const GgufValue& e : v->array) t.scores.push_back(static_cast<float>(e.f));
-  }
-  t.bos_id = static_cast<int32_t>(f.get_int_or("tokenizer.ggml.bos_token_id", -1));
-  t.eos_id = static_cast<int32_t>(f.get_int_or("tokenizer.ggml.eos_token_id", -1));
-  t.unk_id = static_cast<int32_t>(f.get_int_or("tokenizer.ggml.unknown_token_id", -1));
-  t.pad_id = static_cast<int32_t>(f.get_int_or("tokenizer.ggml.padding_token_id", -1));
-  t.add_bos = f.get_bool_or("tokenizer.ggml.add_bos_token", false);
-  t.add_eos = f.get_bool_or("tokenizer.ggml.add_eos_token", false);
-  t.add_space_prefix = f.get_bool_or("tokenizer.ggml.add_space_prefix", false);
-  t.chat_template = f.get_string_or("tokenizer.chat_template", "");
-  return t;
 }
 
 // Checks, then dequantizes, the tensors of one file.
@@ -254,7 +231,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path, const ShardSpec&
     lw.w_down = r.matrix(layer_name(l, "ffn_down.weight"), h, ffn);
     w.layers.push_back(std::move(lw));
   }
-  TokenizerData tok = tokenizer_data_from_gguf_minimal(f);
+  TokenizerData tok = tokenizer_data_from_gguf(f);
   return std::make_unique<Model>(std::move(c), shard, std::move(w), std::move(tok));
 }
 

@@ -13,6 +13,7 @@
 
 #include "csrc/model/hf_config.h"
 #include "csrc/model/safetensors_file.h"
+#include "csrc/tokenizer/tokenizer_loader.h"
 #include "csrc/util/error.h"
 
 namespace jarvis {
@@ -137,28 +138,6 @@ class TensorStore {
   std::map<std::string, size_t> where_;  // tensor name -> index into files_
 };
 
-// TEMPORARY until helper B's tokenizer_data_from_hf lands on main: the vocabulary and the special
-// ids, which is all the model itself needs (the CLI's text path needs the real one).
-TokenizerData tokenizer_data_from_hf_minimal(const std::string& dir) {
-  TokenizerData t;
-  const std::string path = dir + "/tokenizer.json";
-  if (!fs::exists(path)) return t;
-  const nlohmann::json j = read_json(path);
-  std::map<int64_t, std::string> by_id;
-  if (j.contains("model") && j["model"].contains("vocab") && j["model"]["vocab"].is_object()) {
-    for (auto it = j["model"]["vocab"].begin(); it != j["model"]["vocab"].end(); ++it) by_id[it.value().get<int64_t>()] = it.key();
-  }
-  if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
-    for (const auto& a : j["added_tokens"]) by_id[a.value("id", int64_t{-1})] = a.value("content", "");
-  }
-  t.model = "gpt2";
-  for (const auto& [id, tok] : by_id) {
-    if (id != static_cast<int64_t>(t.tokens.size())) break;
-    t.tokens.push_back(tok);
-  }
-  return t;
-}
-
 std::string layer(int l, const char* what) { return "model.layers." + std::to_string(l) + "." + what; }
 
 }  // namespace
@@ -233,7 +212,7 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir, const ShardSpec& re
     if (!p.has_filename()) p = p.parent_path();  // "dir/" names the same directory
     c.model_name = p.filename().string();
   }
-  TokenizerData tok = tokenizer_data_from_hf_minimal(dir);
+  TokenizerData tok = tokenizer_data_from_hf(dir);
   return std::make_unique<Model>(std::move(c), shard, std::move(w), std::move(tok));
 }
 

@@ -48,7 +48,7 @@ class ByteLevelBpeTokenizer final : public Tokenizer {
       unicode::utf8_append(byte_char_[b], cps[b]);
       char_to_byte[cps[b]] = static_cast<uint8_t>(b);
       auto it = vocab_.find(byte_char_[b]);
-      byte_token_[b] = it == vocab_.end() ? data_.unk_id : it->second;
+      byte_token_[b] = it == vocab_.end() ? -1 : it->second;
     }
 
     merges_.reserve(data_.merges.size());
@@ -177,10 +177,15 @@ class ByteLevelBpeTokenizer final : public Tokenizer {
     auto& heap = ws.heap;
     syms.clear();
     heap.clear();
-    const auto n = static_cast<int32_t>(piece.size());
-    for (int32_t i = 0; i < n; ++i) {
-      syms.push_back({byte_token_[static_cast<unsigned char>(piece[i])], i - 1, i + 1 < n ? i + 1 : -1, true});
+    // A byte without a token is left out, so its neighbours may merge (HF with no unk_token does
+    // this; SmolLM2's vocabulary lacks 21 of the 256 byte chars).
+    for (unsigned char b : piece) {
+      if (byte_token_[b] < 0) continue;
+      auto i = static_cast<int32_t>(syms.size());
+      syms.push_back({byte_token_[b], i - 1, i + 1, true});
     }
+    const auto n = static_cast<int32_t>(syms.size());
+    if (n > 0) syms[n - 1].next = -1;
     for (int32_t i = 0; i + 1 < n; ++i) push_candidate(heap, syms, i);
     while (!heap.empty()) {
       std::pop_heap(heap.begin(), heap.end());
@@ -199,7 +204,7 @@ class ByteLevelBpeTokenizer final : public Tokenizer {
       push_candidate(heap, syms, top.pos);
     }
     for (int32_t i = 0; i >= 0 && i < n; i = syms[i].next) {
-      if (syms[i].id >= 0) ids.push_back(syms[i].id);  // a byte with no token and no unk is dropped
+      ids.push_back(syms[i].id);
     }
   }
 

@@ -104,7 +104,8 @@ bool paged_attention(const float* q, const float* k_pages, const float* v_pages,
   for (int i = 0; i < n_seqs; ++i) total_items += static_cast<int64_t>(seqs[i].n_tokens) * s.n_kv_heads;
 
   pool.parallel_for(0, total_items, [&](int64_t lo, int64_t hi) {
-    Scratch sc;
+    // Per thread and kept: decode steps call this for every layer, and should not allocate.
+    thread_local Scratch sc;
     sc.acc.resize(static_cast<size_t>(group) * s.head_dim);
     sc.scores.resize(static_cast<size_t>(group) * kKeyTile);
     sc.m.resize(group);

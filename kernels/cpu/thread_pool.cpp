@@ -33,7 +33,7 @@ void ThreadPool::run_chunk(int index) {
   if (lo >= hi) return;
   try {
     t_inside_pool = true;
-    (*fn_)(lo, hi);
+    fn_(ctx_, lo, hi);
     t_inside_pool = false;
   } catch (...) {
     t_inside_pool = false;
@@ -59,19 +59,19 @@ void ThreadPool::worker_loop(int index) {
   }
 }
 
-void ThreadPool::parallel_for(int64_t begin, int64_t end,
-                              const std::function<void(int64_t, int64_t)>& fn, int64_t grain) {
+void ThreadPool::run(int64_t begin, int64_t end, int64_t grain, ChunkFn fn, void* ctx) {
   if (end <= begin) return;
   grain = std::max<int64_t>(1, grain);
   // Inline when there is nobody to share with, when nested, or when there is one tile only.
   if (n_threads_ == 1 || t_inside_pool || end - begin <= grain) {
-    fn(begin, end);
+    fn(ctx, begin, end);
     return;
   }
   std::lock_guard<std::mutex> call_lock(call_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    fn_ = &fn;
+    fn_ = fn;
+    ctx_ = ctx;
     begin_ = begin;
     end_ = end;
     grain_ = grain;
@@ -86,6 +86,7 @@ void ThreadPool::parallel_for(int64_t begin, int64_t end,
     std::unique_lock<std::mutex> lock(mu_);
     done_cv_.wait(lock, [&] { return pending_ == 0; });
     fn_ = nullptr;
+    ctx_ = nullptr;
     error = error_;
     error_ = nullptr;
   }

@@ -6,7 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
-#include <functional>
+#include <type_traits>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -28,10 +28,18 @@ class ThreadPool {
   // and calls fn(chunk_begin, chunk_end) for each non-empty chunk, returning when all are done.
   // `grain` rounds chunk boundaries to multiples of it (for kernels that work in row tiles).
   // Calls from inside a running fn execute inline. The first exception thrown by fn is rethrown.
-  void parallel_for(int64_t begin, int64_t end, const std::function<void(int64_t, int64_t)>& fn,
-                    int64_t grain = 1);
+  template <typename Fn>
+  void parallel_for(int64_t begin, int64_t end, Fn&& fn, int64_t grain = 1) {
+    // A plain function pointer + context instead of std::function: no allocation per call,
+    // which matters when every layer of every decode step calls this several times.
+    using F = std::remove_reference_t<Fn>;
+    run(begin, end, grain, [](void* ctx, int64_t lo, int64_t hi) { (*static_cast<F*>(ctx))(lo, hi); },
+        const_cast<void*>(static_cast<const void*>(&fn)));
+  }
 
  private:
+  using ChunkFn = void (*)(void* ctx, int64_t lo, int64_t hi);
+  void run(int64_t begin, int64_t end, int64_t grain, ChunkFn fn, void* ctx);
   void worker_loop(int index);
   void run_chunk(int index);
 
@@ -40,7 +48,8 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable start_cv_, done_cv_;
   // The job in flight, read by workers after they see a new generation.
-  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  ChunkFn fn_ = nullptr;
+  void* ctx_ = nullptr;
   int64_t begin_ = 0, end_ = 0, grain_ = 1;
   uint64_t generation_ = 0;
   int pending_ = 0;

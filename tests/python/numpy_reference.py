@@ -20,9 +20,9 @@ def _field(reader, key, default=None):
     return f.contents()
 
 
-def read_gguf(path):
+def read_gguf(path, reader=None):
     """(config dict, {name: float32 ndarray in row-major [rows, cols] / [n]})."""
-    r = gguf.GGUFReader(path)
+    r = reader or gguf.GGUFReader(path)
     arch = _field(r, "general.architecture")
     a = arch + "."
     cfg = {
@@ -79,8 +79,8 @@ def inv_freq(cfg):
 
 
 class Reference:
-    def __init__(self, path, dtype=np.float64):
-        self.cfg, t = read_gguf(path)
+    def __init__(self, path, dtype=np.float64, reader=None):
+        self.cfg, t = read_gguf(path, reader)
         self.dt = dtype
         c = self.cfg
         self.gemma = c["arch"] == "gemma"

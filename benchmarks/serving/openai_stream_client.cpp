@@ -105,6 +105,9 @@ struct OpenAiStreamClient::Impl {
     http.set_read_timeout(timeout);
     http.set_write_timeout(timeout);
     http.set_keep_alive(true);
+    // httplib writes headers and body separately: with Nagle's algorithm the body waits for the
+    // server's (delayed, up to 40 ms) ACK of the headers, which would be charged to TTFT.
+    http.set_tcp_nodelay(true);
     if (!c.api_key.empty()) http.set_bearer_token_auth(c.api_key.c_str());
   }
 

@@ -2,6 +2,7 @@
 reference: the reference against which jarvis-bench's client-side measurements are checked (the
 server knows exactly when it sent each chunk)."""
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,12 @@ class FakeOpenAI:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                # One event per segment as soon as it is written; otherwise Nagle's algorithm holds
+                # a chunk until the client ACKs the previous one, and the scripted gaps blur.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_GET(self):
                 if self.path != "/v1/models":

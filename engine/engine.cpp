@@ -97,9 +97,14 @@ void Engine::Impl::loop() {
       cancel_now.swap(cancels);
     }
     for (std::unique_ptr<Live>& l : fresh) {
-      // A request that wants every prompt row's logits must compute every prompt row.
-      scheduler.add(l->seq, l->req.prompt, /*cacheable=*/!l->wants_prompt_logprobs());
-      live[l->seq] = std::move(l);
+      const int64_t seq = l->seq;
+      live[seq] = std::move(l);
+      try {
+        // A request that wants every prompt row's logits must compute every prompt row.
+        scheduler.add(seq, live[seq]->req.prompt, /*cacheable=*/!live[seq]->wants_prompt_logprobs());
+      } catch (const std::exception& e) {  // submit() checked what add() checks; stay up regardless
+        fail(seq, e.what());
+      }
     }
     for (int64_t seq : cancel_now) {
       if (live.count(seq) == 0) continue;

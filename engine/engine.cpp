@@ -97,9 +97,14 @@ void Engine::Impl::loop() {
       cancel_now.swap(cancels);
     }
     for (std::unique_ptr<Live>& l : fresh) {
-      // A request that wants every prompt row's logits must compute every prompt row.
-      scheduler.add(l->seq, l->req.prompt, /*cacheable=*/!l->wants_prompt_logprobs());
-      live[l->seq] = std::move(l);
+      const int64_t seq = l->seq;
+      live[seq] = std::move(l);
+      try {
+        // A request that wants every prompt row's logits must compute every prompt row.
+        scheduler.add(seq, live[seq]->req.prompt, /*cacheable=*/!live[seq]->wants_prompt_logprobs());
+      } catch (const std::exception& e) {  // submit() checked what add() checks; stay up regardless
+        fail(seq, e.what());
+      }
     }
     for (int64_t seq : cancel_now) {
       if (live.count(seq) == 0) continue;
@@ -149,7 +154,14 @@ void Engine::Impl::step() {
   if (metrics) {
     for (size_t i = 0; i < plan.preempted.size(); ++i) metrics->count_preemption();
   }
-  if (plan.empty()) return;
+  if (plan.empty()) {
+    // Cannot happen while every request fits the cache alone (submit checks that); failing what
+    // is queued beats spinning on it.
+    std::vector<int64_t> all;
+    for (const auto& kv : live) all.push_back(kv.first);
+    for (int64_t seq : all) fail(seq, "engine: no request could be scheduled");
+    return;
+  }
 
   const Clock::time_point now = Clock::now();
   // Rows whose logits are read: prompt rows for prompt logprobs, then the sampled last row.
@@ -291,19 +303,22 @@ void Engine::Impl::fail(int64_t seq, const std::string& error) {
 
 void Engine::Impl::publish() {
   const BlockManager& blocks = scheduler.blocks();
+  EngineStats now;
+  now.running = scheduler.num_running();
+  now.kv_blocks_used = blocks.used_blocks();
+  now.kv_blocks_total = blocks.num_blocks();
+  now.preemptions = scheduler.preemptions();
+  now.prefix_cache_hit_tokens = blocks.cache_hit_tokens();
   {
     std::lock_guard<std::mutex> lock(mu);
-    stats.running = scheduler.num_running();
-    stats.waiting = scheduler.num_waiting() + static_cast<int>(incoming.size());
-    stats.kv_blocks_used = blocks.used_blocks();
-    stats.preemptions = scheduler.preemptions();
-    stats.prefix_cache_hit_tokens = blocks.cache_hit_tokens();
+    now.waiting = scheduler.num_waiting() + static_cast<int>(incoming.size());
+    stats = now;
     if (ids.empty()) idle_cv.notify_all();
   }
   if (metrics) {
-    metrics->set_requests_running(scheduler.num_running());
-    metrics->set_requests_waiting(scheduler.num_waiting());
-    metrics->set_kv_cache_usage(static_cast<double>(blocks.used_blocks()) / blocks.num_blocks());
+    metrics->set_requests_running(now.running);
+    metrics->set_requests_waiting(now.waiting);
+    metrics->set_kv_cache_usage(static_cast<double>(now.kv_blocks_used) / now.kv_blocks_total);
   }
 }
 
@@ -322,7 +337,9 @@ void Engine::submit(Request request, UpdateCallback on_update) {
   if (request.prompt.empty()) throw InvalidArgument("the prompt has no tokens");
   const int32_t vocab = m.model.config().vocab_size;
   for (int32_t id : request.prompt) {
-    if (id < 0 || id >= vocab) throw InvalidArgument("prompt token id " + std::to_string(id) + " outside the vocabulary");
+    if (id < 0 || id >= vocab) {
+      throw InvalidArgument("prompt token id " + std::to_string(id) + " outside the vocabulary");
+    }
   }
   if (o.max_tokens < 1) throw InvalidArgument("max_tokens must be >= 1, got " + std::to_string(o.max_tokens));
   const int64_t needed = static_cast<int64_t>(request.prompt.size()) + o.max_tokens;

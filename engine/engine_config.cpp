@@ -14,7 +14,9 @@ namespace jarvis {
 
 void validate(const EngineConfig& c) {
   if (c.page_size < 1) throw InvalidArgument("page_size must be >= 1, got " + std::to_string(c.page_size));
-  if (c.kv_cache_bytes < 0) throw InvalidArgument("kv_cache_bytes must be >= 0, got " + std::to_string(c.kv_cache_bytes));
+  if (c.kv_cache_bytes < 0) {
+    throw InvalidArgument("kv_cache_bytes must be >= 0, got " + std::to_string(c.kv_cache_bytes));
+  }
   if (c.kv_cache_bytes == 0 && !(c.kv_cache_fraction > 0.0 && c.kv_cache_fraction <= 1.0)) {
     throw InvalidArgument("kv_cache_fraction must be in (0, 1], got " + std::to_string(c.kv_cache_fraction));
   }

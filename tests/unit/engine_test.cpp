@@ -255,7 +255,9 @@ TEST(Engine, PreemptionUnderATinyKvCacheKeepsOutputs) {
   // 10 blocks of 16 tokens; 8 requests that each grow to 28-56 positions (2-4 blocks) cannot all
   // stay resident: the scheduler must preempt and recompute.
   std::vector<Request> reqs;
-  for (int i = 0; i < 8; ++i) reqs.push_back(make_request("p" + std::to_string(i), text_tokens(i * 13, 10 + i * 4), 18));
+  for (int i = 0; i < 8; ++i) {
+    reqs.push_back(make_request("p" + std::to_string(i), text_tokens(i * 13, 10 + i * 4), 18));
+  }
   EngineStats stats;
   const auto squeezed = run(config(10, 8, 64, 32), reqs, nullptr, &stats);
   EXPECT_GT(stats.preemptions, 0);

@@ -74,7 +74,11 @@ build
 
 case "$MODE" in
   run)
-    log "run: $BUILD_DIR/bin/jarvis-cli on $DEFAULT_MODEL"
+    log "run: $BUILD_DIR/bin/jarvis-serve on $DEFAULT_MODEL (OpenAI API on http://127.0.0.1:8000/v1)"
+    log "try: curl localhost:8000/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'"
+    exec "$BUILD_DIR/bin/jarvis-serve" --model "$DEFAULT_MODEL" "$@"
+    ;;
+  chat)
     exec "$BUILD_DIR/bin/jarvis-cli" -m "$DEFAULT_MODEL" --chat "${*:-What is the capital of France?}"
     ;;
   test)
@@ -82,5 +86,5 @@ case "$MODE" in
     exec ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" "$@"
     ;;
   build) ;;
-  *) echo "usage: scripts/setup.sh [run|test|build] [args]" >&2; exit 2 ;;
+  *) echo "usage: scripts/setup.sh [run|chat|test|build] [args]" >&2; exit 2 ;;
 esac

@@ -181,7 +181,7 @@ TEST_P(CudaAttention, MixedBatchMatchesCpuAcrossShapes) {
 }
 
 TEST_P(CudaAttention, SplitKvMatchesCpu) {
-  // A page size that divides nothing (7) and chunk edges that fall mid-page and mid-tile.
+  // A page size that divides nothing (7): split edges (multiples of the 32-key tile) fall mid-page.
   AttnCase c{GetParam(), 128, 8, 2, 7, {{530, 1}, {0, 1}, {255, 1}, {256, 1}, {700, 3}, {40, 20}}};
   check_attention(c, /*num_sms=*/4096, 20, /*expect_split=*/true);
   c.page_size = 16;
@@ -321,6 +321,115 @@ TEST_P(CudaAttention, EmbeddingGatherCopiesRows) {
   ASSERT_EQ(cuda::embedding_gather(t, dt.ptr, dids.as<int32_t>(), dout.ptr, n, hidden, vocab, nullptr), cudaSuccess);
   const auto got = decode(download(dout, n * hidden * elem_size(t)), t);
   for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "at " << i;
+}
+
+TEST_P(CudaAttention, RopeWriteThenAttendMatchesCpuStep) {
+  // One engine step as the GPU path will run it: rotate q and k, store k and v through the slot
+  // mapping, then attend over the pages. Sequence 0 decodes one token after a 29-token prefix
+  // already in the cache; sequence 1 prefills 12 tokens from position 0.
+  const DType t = GetParam();
+  const int hd = 64, n_heads = 9, n_kv = 3, page = 16, rope_dim = 64;
+  const int64_t row = static_cast<int64_t>(n_kv) * hd;
+  const std::vector<int32_t> table0 = {3, 0}, table1 = {2};  // page 1 stays NaN: nobody owns it
+  const int num_pages = 4, max_blocks = 2;
+  std::vector<int32_t> tables = {3, 0, 2, 1};  // sequence 1 pads with the NaN page
+  const std::vector<int32_t> positions = {29, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+  std::vector<int64_t> slots;
+  for (size_t i = 0; i < positions.size(); ++i) {
+    const auto& tab = i == 0 ? table0 : table1;
+    slots.push_back(static_cast<int64_t>(tab[positions[i] / page]) * page + positions[i] % page);
+  }
+  const int64_t n = static_cast<int64_t>(positions.size());
+
+  std::vector<float> k_pages(num_pages * page * row, kNaN), v_pages = k_pages;
+  auto prefix_k = round_to(random_values(29 * row, 70), t), prefix_v = round_to(random_values(29 * row, 71), t);
+  for (int pos = 0; pos < 29; ++pos) {
+    const int64_t slot = static_cast<int64_t>(table0[pos / page]) * page + pos % page;
+    std::copy(prefix_k.begin() + pos * row, prefix_k.begin() + (pos + 1) * row, k_pages.begin() + slot * row);
+    std::copy(prefix_v.begin() + pos * row, prefix_v.begin() + (pos + 1) * row, v_pages.begin() + slot * row);
+  }
+  auto q = round_to(random_values(n * n_heads * hd, 72), t);
+  auto k = round_to(random_values(n * row, 73), t), v = round_to(random_values(n * row, 74), t);
+
+  // CPU step: the same ops, with rotated q and k rounded to the dtype as the GPU stores them.
+  cpu::RopeFreqParams fp;
+  fp.rope_dim = rope_dim;
+  const auto inv_freq = cpu::rope_inv_freq(fp);
+  std::vector<float> cs(n * rope_dim);
+  cpu::rope_cos_sin(positions.data(), inv_freq, cs.data(), n);
+  auto q_rot = q, k_rot = k;
+  cpu::rope_apply(q_rot.data(), cs.data(), n, n_heads, hd, rope_dim, cpu::RopePairing::kNeox);
+  cpu::rope_apply(k_rot.data(), cs.data(), n, n_kv, hd, rope_dim, cpu::RopePairing::kNeox);
+  q_rot = round_to(q_rot, t);
+  k_rot = round_to(k_rot, t);
+  auto k_cpu = k_pages, v_cpu = v_pages;
+  const cpu::AttentionShape shape{n_heads, n_kv, hd, page, 0.125f};
+  std::vector<cpu::PagedSequence> seqs = {{0, 1, 29, table0.data()}, {1, 12, 0, table1.data()}};
+  cpu::write_kv_pages(k_rot.data(), v.data(), seqs[0], shape, k_cpu.data(), v_cpu.data());
+  cpu::write_kv_pages(k_rot.data() + row, v.data() + row, seqs[1], shape, k_cpu.data(), v_cpu.data());
+  cpu::ThreadPool pool(2);
+  std::vector<float> want(q.size());
+  ASSERT_TRUE(cpu::paged_attention(q_rot.data(), k_cpu.data(), v_cpu.data(), seqs.data(), 2, want.data(), shape, pool));
+  want = round_to(want, t);
+
+  auto qb = encode(q, t), kb = encode(k, t), vb = encode(v, t), kpb = encode(k_pages, t), vpb = encode(v_pages, t);
+  DeviceBuffer dq(qb.size()), dk(kb.size()), dv(vb.size()), dkp(kpb.size()), dvp(vpb.size()), dout(qb.size());
+  DeviceBuffer dpos(n * 4), dinv(inv_freq.size() * 8), dcs(cs.size() * 4), dslots(n * 8), dmeta(10 * 4);
+  upload(dq, qb.data(), qb.size());
+  upload(dk, kb.data(), kb.size());
+  upload(dv, vb.data(), vb.size());
+  upload(dkp, kpb.data(), kpb.size());
+  upload(dvp, vpb.data(), vpb.size());
+  upload(dpos, positions.data(), n * 4);
+  upload(dinv, inv_freq.data(), inv_freq.size() * 8);
+  upload(dslots, slots.data(), n * 8);
+  const std::vector<int32_t> meta = {0, 1, 1, 12, 29, 0, tables[0], tables[1], tables[2], tables[3]};
+  upload(dmeta, meta.data(), meta.size() * 4);
+  ASSERT_EQ(cuda::rope_cos_sin(dpos.as<int32_t>(), dinv.as<double>(), dcs.as<float>(), n, rope_dim / 2, nullptr),
+            cudaSuccess);
+  cuda::RopeKvWriteParams r;
+  r.dtype = t;
+  r.n_tokens = n;
+  r.n_heads = n_heads;
+  r.n_kv_heads = n_kv;
+  r.head_dim = hd;
+  r.rope_dim = rope_dim;
+  r.pairing = cuda::RopePairing::kNeox;
+  r.q = dq.ptr;
+  r.k = dk.ptr;
+  r.v = dv.ptr;
+  r.cos_sin = dcs.as<float>();
+  r.slot_mapping = dslots.as<int64_t>();
+  r.k_pages = dkp.ptr;
+  r.v_pages = dvp.ptr;
+  ASSERT_EQ(cuda::rope_write_kv(r, nullptr), cudaSuccess);
+
+  std::vector<int32_t> n_tok = {1, 12}, start = {29, 0};
+  cuda::PagedAttentionParams p;
+  p.dtype = t;
+  p.n_heads = n_heads;
+  p.n_kv_heads = n_kv;
+  p.head_dim = hd;
+  p.page_size = page;
+  p.scale = 0.125f;
+  p.n_seqs = 2;
+  p.total_tokens = n;
+  p.q = dq.ptr;
+  p.k_pages = dkp.ptr;
+  p.v_pages = dvp.ptr;
+  p.out = dout.ptr;
+  p.token_offset = dmeta.as<int32_t>();
+  p.n_tokens = dmeta.as<int32_t>() + 2;
+  p.start_pos = dmeta.as<int32_t>() + 4;
+  p.block_tables = dmeta.as<int32_t>() + 6;
+  p.max_blocks_per_seq = max_blocks;
+  p.plan = cuda::plan_paged_attention(n_tok.data(), start.data(), 2, n_heads, n_kv, 0);
+  ASSERT_EQ(cuda::paged_attention(p, nullptr), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  // Inputs to attention agree to one dtype rounding of the rotation (see RopeWriteKvMatchesCpu);
+  // attention is a convex combination of V with softmax weights, so that error passes through
+  // roughly unamplified: twice the per-dtype tolerance covers it.
+  expect_close(decode(download(dout, qb.size()), t), want, 2 * tolerance(t));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllDtypes, CudaAttention, ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),

@@ -50,8 +50,12 @@ if [ -z "${JARVIS_GPU_DIRECT:-}" ] && cmake -S "$ROOT" -B "$BUILD" -G "$GEN" -DC
     echo "CMake build FAILED (tail of build.log):"; tail -40 "$RES/build.log"; status=1
   fi
 else
-  echo "CMake configure failed (missing GTest / nlohmann_json / CLI11?); tail of configure.log:"
-  tail -15 "$RES/configure.log"
+  if [ -n "${JARVIS_GPU_DIRECT:-}" ]; then
+    echo "JARVIS_GPU_DIRECT is set: CMake skipped"
+  else
+    echo "CMake configure failed (missing GTest / nlohmann_json / CLI11?); tail of configure.log:"
+    tail -15 "$RES/configure.log"
+  fi
   echo "-> direct nvcc + g++ build of the GPU tests"
   BUILD=$ROOT/build-gpu-direct
   mkdir -p "$BUILD/obj"
@@ -60,7 +64,8 @@ else
     [ -n "$cand" ] && [ -f "$cand/googletest/src/gtest-all.cc" ] && { G=$cand/googletest; break; }
   done
   CXXFLAGS="-std=c++17 -O2 -I$ROOT -I/usr/local/cuda/include -pthread -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter"
-  NVFLAGS="-std=c++17 -O3 -I$ROOT -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror"
+  NVFLAGS="-std=c++17 -O3 -I$ROOT -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90"
+  NVFLAGS="$NVFLAGS -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror"
   {
     for f in "$ROOT"/kernels/*.cpp "$ROOT"/kernels/cpu/*.cpp; do echo "g++ $CXXFLAGS -c $f -o $BUILD/obj/k_$(basename "$f").o"; done
     for f in "$ROOT"/kernels/cuda/*.cu; do echo "$NVCC $NVFLAGS -c $f -o $BUILD/obj/cu_$(basename "$f").o"; done
@@ -71,7 +76,11 @@ else
       echo "g++ -std=c++17 -O2 -pthread -isystem $G/include -I$G -c $G/src/gtest_main.cc -o $BUILD/obj/g_gtest_main.o"
     fi
   } >"$BUILD/commands.txt"
-  [ -n "$G" ] || { echo "no GoogleTest sources found: tests cannot be built (see header)"; grep -v "/tests/gpu/" "$BUILD/commands.txt" >"$BUILD/c2"; mv "$BUILD/c2" "$BUILD/commands.txt"; status=1; }
+  if [ -z "$G" ]; then
+    echo "no GoogleTest sources found: tests cannot be built (see header)"
+    grep -v "/tests/gpu/" "$BUILD/commands.txt" >"$BUILD/c2" && mv "$BUILD/c2" "$BUILD/commands.txt"
+    status=1
+  fi
   if xargs -P "$JOBS" -I{} sh -c '{}' <"$BUILD/commands.txt" >"$RES/build.log" 2>&1; then
     LIBS="-L/usr/local/cuda/lib64 -lcudart -pthread"
     K_OBJS=$(ls "$BUILD"/obj/k_*.o "$BUILD"/obj/cu_*.o)
@@ -100,13 +109,15 @@ if [ -n "$TESTS" ]; then
   "$TESTS" --gtest_color=no >"$RES/gpu_tests.log" 2>&1 || status=1
   tail -25 "$RES/gpu_tests.log"
 
-  SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
+  SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
+          /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
   if [ -n "$SAN" ]; then
     # A small subset: sanitizers slow kernels 10-100x. f16 covers the 16-bit load paths, f32 the others.
-    SUBSET='*CudaAttention.MixedBatch*/f16:*CudaAttention.SplitKv*/f32:*CudaAttention.SmolLm*/bf16:*CudaAttention.Rope*/f16:*CudaAttention.Embedding*/f16:*CudaKernels.*/f16'
+    SUBSET='*CudaAttention.MixedBatch*/f16:*CudaAttention.SplitKv*/f32:*CudaAttention.SmolLm*/bf16'
+    SUBSET="$SUBSET:*CudaAttention.Rope*/f16:*CudaAttention.Embedding*/f16:*CudaKernels.*/f16"
     for tool in memcheck racecheck; do
       step "compute-sanitizer --tool $tool"
-      timeout 240 "$SAN" --tool "$tool" --error-exitcode 9 "$TESTS" --gtest_filter="$SUBSET" --gtest_color=no \
+      timeout 150 "$SAN" --tool "$tool" --error-exitcode 9 "$TESTS" --gtest_filter="$SUBSET" --gtest_color=no \
         >"$RES/sanitizer_$tool.log" 2>&1
       rc=$?
       tail -8 "$RES/sanitizer_$tool.log"
@@ -120,7 +131,7 @@ fi
 
 if [ -n "$BENCH" ]; then
   step "attention benchmark"
-  timeout 180 "$BENCH" 2>&1 | tee "$RES/attention_bench.log"
+  timeout 120 "$BENCH" 2>&1 | tee "$RES/attention_bench.log"
 fi
 
 step "done: status $status"

@@ -6,10 +6,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "csrc/model/config.h"
+#include "csrc/model/forward_step.h"
 #include "csrc/model/kv_cache.h"
 #include "csrc/model/weights.h"
 #include "csrc/tokenizer/tokenizer_data.h"
@@ -35,7 +37,8 @@ class Model {
   void embed(const int32_t* tokens, int n, float* hidden) const;
 
   // Runs the shard's layers over hidden[batch.total_tokens(), hidden] in place, writing the new
-  // tokens' K/V into the cache pages named by each slice's block table.
+  // tokens' K/V into the cache pages named by each slice's block table. Throws InvalidArgument
+  // when a block table does not cover its slice or names a block the cache does not have.
   void forward_layers(const BatchView& batch, float* hidden, KvCache& kv, cpu::ThreadPool& pool) const;
 
   // logits[n_rows, vocab] from hidden rows (final norm + lm_head). Needs has_head.
@@ -46,6 +49,12 @@ class Model {
   ShardSpec shard_;
   ModelWeights weights_;
   TokenizerData tokenizer_;
+  std::vector<double> rope_inv_freq_;  // [rope_dim / 2], scaling applied
+  // Forward calls on one Model are serialised: they share the step plan and scratch buffers,
+  // which are kept between calls so decode steps do not allocate.
+  mutable std::mutex step_mu_;
+  mutable StepPlan plan_;
+  mutable Workspace ws_;
 };
 
 // Loads a GGUF file or an HF directory (config.json + *.safetensors + tokenizer.json),

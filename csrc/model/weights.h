@@ -31,6 +31,9 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;  // the shard's layers only, in order
   std::vector<float> output_norm;    // [hidden]; present when the shard has the head
   Matrix lm_head;                    // [vocab, hidden]; empty when tied (then `embedding` is used)
+  // Per-pair RoPE frequency divisors [rope_dim / 2] (GGUF `rope_freqs.weight`: how llama.cpp
+  // stores Llama 3.1 scaling); empty when the file has none.
+  std::vector<float> rope_freqs;
 
   size_t bytes() const;
 };

@@ -9,6 +9,7 @@
 #include <vector>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -84,11 +85,17 @@ TEST(Fp16, ConversionMatchesRoundToNearestEven) {
 // The F16C conversion instruction as a second, hardware reference (also for NaNs), compiled for
 // F16C here whatever the build flags and run only where the CPU has it.
 __attribute__((target("f16c"))) uint16_t hardware_fp32_to_fp16(float x) {
-  return static_cast<uint16_t>(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT));
+  const __m128i h = _mm_cvtps_ph(_mm_set_ss(x), _MM_FROUND_TO_NEAREST_INT);
+  return static_cast<uint16_t>(_mm_cvtsi128_si32(h) & 0xffff);
+}
+
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
 }
 
 TEST(Fp16, ConversionMatchesF16cHardware) {
-  if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "CPU without F16C";
+  if (!cpu_has_f16c()) GTEST_SKIP() << "CPU without F16C";
   for (float x : interesting_floats()) {
     ASSERT_EQ(fp32_to_fp16(x), hardware_fp32_to_fp16(x)) << "x = " << x << " bits " << std::hex << bits(x);
   }

@@ -1,0 +1,238 @@
+#include "csrc/model/gguf_model_loader.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <vector>
+
+#include "csrc/tokenizer/tokenizer_loader.h"
+#include "csrc/util/error.h"
+#include "kernels/cpu/dequant.h"
+
+namespace jarvis {
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& dims) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < dims.size(); ++i) o << (i ? ", " : "") << dims[i];
+  o << "]";
+  return o.str();
+}
+
+int positive_int(const GgufFile& f, const std::string& key, int64_t v) {
+  if (v <= 0 || v > (int64_t{1} << 30)) {
+    throw ModelFileError(f.path(), "metadata key '" + key + "' = " + std::to_string(v) + " is out of range");
+  }
+  return static_cast<int>(v);
+}
+
+// Checks, then dequantizes, the tensors of one file.
+class TensorReader {
+ public:
+  explicit TensorReader(const GgufFile& f) : f_(f), page_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))) {}
+
+  // The tensor `name` must exist with GGUF dims `dims` (fastest-varying first) and a type we
+  // can decode.
+  const GgufTensorInfo& expect(const std::string& name, const std::vector<int64_t>& dims) const {
+    const GgufTensorInfo* t = f_.find_tensor(name);
+    if (!t) throw ModelFileError(f_.path(), "missing tensor '" + name + "' (expected shape " + shape_str(dims) + ")");
+    if (t->dims != dims) {
+      throw ModelFileError(f_.path(), "tensor '" + name + "' has shape " + shape_str(t->dims) +
+                                          ", expected " + shape_str(dims) + " from the model config");
+    }
+    const GgmlTypeTraits* traits = ggml_type_traits(static_cast<uint32_t>(t->type));
+    if (!traits || !traits->supported) {
+      throw ModelFileError(f_.path(), "tensor '" + name + "' has type " +
+                                          (traits ? traits->name : std::string("?")) +
+                                          ", which this build cannot decode");
+    }
+    return *t;
+  }
+
+  std::vector<float> vector(const std::string& name, int64_t n) const {
+    std::vector<float> out(static_cast<size_t>(n));
+    decode(expect(name, {n}), out.data(), 1, n);
+    return out;
+  }
+
+  Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
+    Matrix m;
+    m.rows = rows;
+    m.cols = cols;
+    m.data.resize(static_cast<size_t>(rows * cols));
+    decode(expect(name, {cols, rows}), m.data.data(), rows, cols);
+    return m;
+  }
+
+ private:
+  void decode(const GgufTensorInfo& t, float* dst, int64_t rows, int64_t cols) const {
+    const size_t row_bytes = t.nbytes / static_cast<size_t>(rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (!cpu::dequantize_row(t.type, t.data + r * row_bytes, dst + r * cols, cols)) {
+        throw ModelFileError(f_.path(), "tensor '" + t.name + "' could not be dequantized");
+      }
+    }
+    // The mapped pages just read would otherwise stay resident next to the float copy; handing
+    // them back keeps a shard's memory at its own float32 weights (the file stays mapped).
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(t.data) / page_ * page_;
+    const uintptr_t hi = reinterpret_cast<uintptr_t>(t.data) + t.nbytes;
+    ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  }
+
+  const GgufFile& f_;
+  size_t page_;
+};
+
+std::string layer_name(int layer, const char* what) { return "blk." + std::to_string(layer) + "." + what; }
+
+}  // namespace
+
+ModelConfig gguf_model_config(const GgufFile& f) {
+  ModelConfig c;
+  c.arch_name = f.get_string("general.architecture");
+  if (c.arch_name == "llama") {
+    c.arch = Arch::kLlama;
+    c.rope_style = RopeStyle::kInterleaved;  // the converter permuted Q/K rows for this pairing
+  } else if (c.arch_name == "qwen2") {
+    c.arch = Arch::kQwen2;
+    c.rope_style = RopeStyle::kNeox;
+  } else if (c.arch_name == "gemma") {
+    c.arch = Arch::kGemma;
+    c.rope_style = RopeStyle::kNeox;
+    c.activation = Activation::kGeluTanh;
+  } else {
+    throw ModelFileError(f.path(), "unsupported architecture '" + c.arch_name + "' (supported: " +
+                                       kGgufSupportedArchs + ")");
+  }
+  const std::string a = c.arch_name + ".";
+  c.model_name = f.get_string_or("general.name", "");
+  auto get_pos = [&](const std::string& key) { return positive_int(f, a + key, f.get_int(a + key)); };
+  c.n_layers = get_pos("block_count");
+  c.hidden = get_pos("embedding_length");
+  c.ffn_hidden = get_pos("feed_forward_length");
+  c.n_heads = get_pos("attention.head_count");
+  c.n_kv_heads = f.find(a + "attention.head_count_kv") ? get_pos("attention.head_count_kv") : c.n_heads;
+  if (c.n_heads % c.n_kv_heads != 0) {
+    throw ModelFileError(f.path(), "attention.head_count " + std::to_string(c.n_heads) +
+                                       " is not a multiple of head_count_kv " + std::to_string(c.n_kv_heads));
+  }
+  c.head_dim = f.find(a + "attention.key_length") ? get_pos("attention.key_length") : c.hidden / c.n_heads;
+  if (f.find(a + "attention.value_length") && get_pos("attention.value_length") != c.head_dim) {
+    throw ModelFileError(f.path(), "attention.value_length differs from key_length (not supported)");
+  }
+  c.context_length = f.find(a + "context_length") ? get_pos("context_length") : 4096;
+  c.norm_eps = static_cast<float>(f.get_float_or(a + "attention.layer_norm_rms_epsilon", 1e-5));
+  c.rope_theta = static_cast<float>(f.get_float_or(a + "rope.freq_base", 10000.0));
+  c.rope_dim = f.find(a + "rope.dimension_count") ? get_pos("rope.dimension_count") : c.head_dim;
+  if (c.rope_dim % 2 != 0 || c.rope_dim > c.head_dim) {
+    throw ModelFileError(f.path(), "rope.dimension_count " + std::to_string(c.rope_dim) +
+                                       " must be even and at most the head size " + std::to_string(c.head_dim));
+  }
+  const std::string scaling = f.get_string_or(a + "rope.scaling.type", "none");
+  if (scaling == "linear") {
+    c.rope_scaling.type = RopeScaling::Type::kLinear;
+    c.rope_scaling.factor = static_cast<float>(f.get_float(a + "rope.scaling.factor"));
+  } else if (scaling == "llama3") {
+    c.rope_scaling.type = RopeScaling::Type::kLlama3;
+    c.rope_scaling.factor = static_cast<float>(f.get_float(a + "rope.scaling.factor"));
+    c.rope_scaling.low_freq_factor = static_cast<float>(f.get_float_or(a + "rope.scaling.low_freq_factor", 1.0));
+    c.rope_scaling.high_freq_factor = static_cast<float>(f.get_float_or(a + "rope.scaling.high_freq_factor", 4.0));
+    c.rope_scaling.original_context =
+        static_cast<int>(f.get_int_or(a + "rope.scaling.original_context_length", 8192));
+  } else if (scaling != "none") {
+    throw ModelFileError(f.path(), "rope.scaling.type '" + scaling + "' is not supported (none, linear, llama3 are)");
+  }
+  if ((c.rope_scaling.type != RopeScaling::Type::kNone && !(c.rope_scaling.factor > 0)) ||
+      (c.rope_scaling.type == RopeScaling::Type::kLlama3 &&
+       !(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor))) {
+    throw ModelFileError(f.path(), "rope.scaling parameters are out of range");
+  }
+
+  if (f.find(a + "vocab_size")) {
+    c.vocab_size = get_pos("vocab_size");
+  } else if (f.find("tokenizer.ggml.tokens")) {
+    c.vocab_size = positive_int(f, "tokenizer.ggml.tokens", f.find("tokenizer.ggml.tokens")->array.size());
+  } else if (const GgufTensorInfo* e = f.find_tensor("token_embd.weight"); e && e->dims.size() == 2) {
+    c.vocab_size = positive_int(f, "token_embd.weight rows", e->dims[1]);
+  } else {
+    throw ModelFileError(f.path(), "cannot tell the vocabulary size (no vocab_size, token list or token_embd)");
+  }
+  c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  c.tied_embeddings = c.arch == Arch::kGemma || f.find_tensor("output.weight") == nullptr;
+  // llama.cpp scales Gemma embeddings by sqrt(n_embd) at run time; the file holds them unscaled.
+  if (c.arch == Arch::kGemma) c.embedding_scale = std::sqrt(static_cast<float>(c.hidden));
+  return c;
+}
+
+std::unique_ptr<Model> load_gguf_model(const std::string& path, const ShardSpec& requested) {
+  GgufFile f = GgufFile::open(path);
+  ModelConfig c = gguf_model_config(f);
+  ShardSpec shard = requested;
+  if (shard.end_layer < 0) shard.end_layer = c.n_layers;
+  if (shard.first_layer < 0 || shard.first_layer > shard.end_layer || shard.end_layer > c.n_layers) {
+    throw InvalidArgument("shard layers [" + std::to_string(shard.first_layer) + ", " +
+                          std::to_string(shard.end_layer) + ") outside the model's " +
+                          std::to_string(c.n_layers) + " layers (" + path + ")");
+  }
+  TensorReader r(f);
+  const int64_t h = c.hidden, q = c.q_dim(), kv = c.kv_dim(), ffn = c.ffn_hidden, vocab = c.vocab_size;
+
+  // Check every tensor first (metadata only, nothing is read).
+  r.expect("token_embd.weight", {h, vocab});
+  r.expect("output_norm.weight", {h});
+  if (!c.tied_embeddings) r.expect("output.weight", {h, vocab});
+  if (f.find_tensor("rope_freqs.weight")) r.expect("rope_freqs.weight", {c.rope_dim / 2});
+  for (int l = 0; l < c.n_layers; ++l) {
+    r.expect(layer_name(l, "attn_norm.weight"), {h});
+    r.expect(layer_name(l, "attn_q.weight"), {h, q});
+    r.expect(layer_name(l, "attn_k.weight"), {h, kv});
+    r.expect(layer_name(l, "attn_v.weight"), {h, kv});
+    r.expect(layer_name(l, "attn_output.weight"), {q, h});
+    if (c.qkv_bias) {
+      r.expect(layer_name(l, "attn_q.bias"), {q});
+      r.expect(layer_name(l, "attn_k.bias"), {kv});
+      r.expect(layer_name(l, "attn_v.bias"), {kv});
+    }
+    r.expect(layer_name(l, "ffn_norm.weight"), {h});
+    r.expect(layer_name(l, "ffn_gate.weight"), {h, ffn});
+    r.expect(layer_name(l, "ffn_up.weight"), {h, ffn});
+    r.expect(layer_name(l, "ffn_down.weight"), {ffn, h});
+  }
+
+  // Then decode only what this shard holds.
+  ModelWeights w;
+  if (shard.has_embedding || (shard.has_head && c.tied_embeddings)) {
+    w.embedding = r.matrix("token_embd.weight", vocab, h);
+  }
+  if (shard.has_head) {
+    w.output_norm = r.vector("output_norm.weight", h);
+    if (!c.tied_embeddings) w.lm_head = r.matrix("output.weight", vocab, h);
+  }
+  if (f.find_tensor("rope_freqs.weight")) w.rope_freqs = r.vector("rope_freqs.weight", c.rope_dim / 2);
+  for (int l = shard.first_layer; l < shard.end_layer; ++l) {
+    LayerWeights lw;
+    lw.attn_norm = r.vector(layer_name(l, "attn_norm.weight"), h);
+    lw.wq = r.matrix(layer_name(l, "attn_q.weight"), q, h);
+    lw.wk = r.matrix(layer_name(l, "attn_k.weight"), kv, h);
+    lw.wv = r.matrix(layer_name(l, "attn_v.weight"), kv, h);
+    lw.wo = r.matrix(layer_name(l, "attn_output.weight"), h, q);
+    if (c.qkv_bias) {
+      lw.bq = r.vector(layer_name(l, "attn_q.bias"), q);
+      lw.bk = r.vector(layer_name(l, "attn_k.bias"), kv);
+      lw.bv = r.vector(layer_name(l, "attn_v.bias"), kv);
+    }
+    lw.ffn_norm = r.vector(layer_name(l, "ffn_norm.weight"), h);
+    lw.w_gate = r.matrix(layer_name(l, "ffn_gate.weight"), ffn, h);
+    lw.w_up = r.matrix(layer_name(l, "ffn_up.weight"), ffn, h);
+    lw.w_down = r.matrix(layer_name(l, "ffn_down.weight"), h, ffn);
+    w.layers.push_back(std::move(lw));
+  }
+  TokenizerData tok = tokenizer_data_from_gguf(f);
+  return std::make_unique<Model>(std::move(c), shard, std::move(w), std::move(tok));
+}
+
+}  // namespace jarvis

@@ -1,0 +1,21 @@
+// Builds a Model from a Hugging Face checkpoint directory: config.json, one or more *.safetensors
+// files (sharded ones listed by model.safetensors.index.json), tokenizer.json (+ tokenizer_config.json).
+// Weights are converted to float32, only for the tensors of the requested shard.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "csrc/model/config.h"
+#include "csrc/model/model.h"
+
+namespace jarvis {
+
+// True when `path` is a directory holding config.json.
+bool is_hf_model_dir(const std::string& path);
+
+// Throws ModelFileError for anything unusable (missing config key, missing tensor, wrong shape,
+// unsupported dtype, malformed safetensors), InvalidArgument for a shard outside the model.
+std::unique_ptr<Model> load_hf_model(const std::string& dir, const ShardSpec& shard);
+
+}  // namespace jarvis

@@ -1,0 +1,166 @@
+#include "engine/generator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <string>
+
+#include "csrc/util/error.h"
+#include "engine/stop_matcher.h"
+
+namespace jarvis {
+namespace {
+
+constexpr int64_t kSeqId = 0;  // the one sequence this generator runs
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Frees the sequence's blocks however generation ends (exceptions included).
+struct SequenceGuard {
+  BlockManager& blocks;
+  ~SequenceGuard() { blocks.free(kSeqId); }
+};
+
+}  // namespace
+
+const char* openai_finish_reason(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kEndOfGeneration:
+    case FinishReason::kStopString: return "stop";
+    case FinishReason::kMaxTokens:
+    case FinishReason::kContextFull: return "length";
+    case FinishReason::kCancelled: return "abort";
+  }
+  return "stop";
+}
+
+double GenerationStats::prompt_tokens_per_second() const {
+  return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0.0;
+}
+
+double GenerationStats::decode_tokens_per_second() const {
+  return decode_seconds > 0 && generated_tokens > 1 ? (generated_tokens - 1) / decode_seconds : 0.0;
+}
+
+Generator::Generator(const Model& model, const Tokenizer& tokenizer, cpu::ThreadPool& pool, int num_blocks,
+                     int page_size)
+    : model_(model), tokenizer_(tokenizer), pool_(pool), kv_(model.make_kv_cache(num_blocks, page_size)),
+      blocks_(num_blocks, page_size) {
+  const ShardSpec& s = model.shard();
+  if (s.first_layer != 0 || s.end_layer != model.config().n_layers || !s.has_embedding || !s.has_head) {
+    throw InvalidArgument("Generator needs the whole model on one rank (embedding, all layers, head)");
+  }
+  const int64_t cache_positions = static_cast<int64_t>(num_blocks) * page_size;
+  const int model_context = model.config().context_length > 0 ? model.config().context_length : INT32_MAX;
+  context_length_ = static_cast<int>(std::min<int64_t>(cache_positions, model_context));
+}
+
+void Generator::step(const int32_t* tokens, int n, int start, float* logits) {
+  blocks_.ensure_capacity(kSeqId, start + n);
+  BatchView batch;
+  SequenceSlice slice;
+  slice.seq_id = kSeqId;
+  slice.n_tokens = n;
+  slice.start_pos = start;
+  slice.block_table = blocks_.block_table(kSeqId);
+  slice.want_logits = logits != nullptr;
+  batch.seqs.push_back(std::move(slice));
+
+  const int hidden = model_.config().hidden;
+  model_.embed(tokens, n, hidden_.data());
+  model_.forward_layers(batch, hidden_.data(), kv_, pool_);
+  if (logits) model_.compute_logits(hidden_.data() + static_cast<size_t>(n - 1) * hidden, 1, logits, pool_);
+}
+
+GenerationResult Generator::generate(const std::vector<int32_t>& prompt, const GenerationOptions& options,
+                                     const TokenCallback& on_token) {
+  if (options.max_tokens < 1) {
+    throw InvalidArgument("max_tokens must be >= 1, got " + std::to_string(options.max_tokens));
+  }
+  if (options.prefill_chunk < 1) {
+    throw InvalidArgument("prefill chunk must be >= 1, got " + std::to_string(options.prefill_chunk));
+  }
+  if (prompt.empty()) throw InvalidArgument("the prompt has no tokens");
+  const int n_prompt = static_cast<int>(prompt.size());
+  if (n_prompt > context_length_) {
+    throw InvalidArgument("the prompt has " + std::to_string(n_prompt) + " tokens, the context holds " +
+                          std::to_string(context_length_));
+  }
+  const int vocab = model_.config().vocab_size;
+  for (int32_t id : prompt) {
+    if (id < 0 || id >= vocab) throw InvalidArgument("prompt token id " + std::to_string(id) + " outside the vocabulary");
+  }
+  Sampler sampler(options.sampling);
+  StopMatcher stops(options.stop);
+  StreamDecoder decoder(tokenizer_);
+
+  blocks_.free(kSeqId);
+  SequenceGuard guard{blocks_};
+  hidden_.resize(static_cast<size_t>(std::min(options.prefill_chunk, n_prompt)) * model_.config().hidden);
+  std::vector<float> logits(static_cast<size_t>(vocab));
+
+  GenerationResult result;
+  result.stats.prompt_tokens = n_prompt;
+  const Clock::time_point start = Clock::now();
+  for (int pos = 0; pos < n_prompt; pos += options.prefill_chunk) {
+    const int n = std::min(options.prefill_chunk, n_prompt - pos);
+    const bool last = pos + n == n_prompt;
+    step(prompt.data() + pos, n, pos, last ? logits.data() : nullptr);
+  }
+  result.stats.prefill_seconds = seconds_since(start);
+
+  Clock::time_point first_token;
+  std::vector<int32_t>& generated = result.tokens;
+  for (;;) {
+    SampleResult s = sampler.sample(logits.data(), vocab, prompt, generated);
+    generated.push_back(s.token);
+    if (generated.size() == 1) {
+      first_token = Clock::now();
+      result.stats.ttft_seconds = std::chrono::duration<double>(first_token - start).count();
+    }
+
+    bool finished = true;
+    const bool end_of_generation = !options.ignore_eos && tokenizer_.is_end_of_generation(s.token);
+    StreamEvent event;
+    event.token = s.token;
+    event.index = static_cast<int>(generated.size()) - 1;
+    event.logprob = s.logprob;
+    event.top_logprobs = std::move(s.top_logprobs);
+    if (end_of_generation) {
+      result.finish = FinishReason::kEndOfGeneration;  // its text (e.g. "<|im_end|>") is not content
+    } else {
+      // Models pad their vocabulary past the tokenizer's (Qwen2: 151936 vs 151665); such an id
+      // has no text.
+      if (s.token < tokenizer_.vocab_size()) event.text = stops.push(decoder.push(s.token));
+      if (stops.stopped()) {
+        result.finish = FinishReason::kStopString;
+      } else if (static_cast<int>(generated.size()) >= options.max_tokens) {
+        result.finish = FinishReason::kMaxTokens;
+      } else if (n_prompt + static_cast<int>(generated.size()) >= context_length_) {
+        result.finish = FinishReason::kContextFull;  // no position left to feed this token at
+      } else {
+        finished = false;
+      }
+    }
+    if (finished && !stops.stopped()) {
+      event.text += stops.push(decoder.flush());
+      if (!stops.stopped()) event.text += stops.flush();
+      else result.finish = FinishReason::kStopString;
+    }
+    result.text += event.text;
+    if (on_token && !on_token(event) && !finished) {
+      result.finish = FinishReason::kCancelled;
+      finished = true;
+    }
+    if (finished) break;
+    step(&generated.back(), 1, n_prompt + static_cast<int>(generated.size()) - 1, logits.data());
+  }
+
+  result.stats.generated_tokens = static_cast<int>(generated.size());
+  result.stats.decode_seconds = seconds_since(first_token);
+  result.stats.total_seconds = seconds_since(start);
+  return result;
+}
+
+}  // namespace jarvis

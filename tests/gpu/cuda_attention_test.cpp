@@ -49,7 +49,10 @@ std::string describe(const AttnCase& c, int num_sms) {
 
 // Runs one batch through cpu::paged_attention and cuda::paged_attention. num_sms steers the plan:
 // 0 never splits the key range, a large value splits it as far as the plan allows.
-void check_attention(const AttnCase& c, int num_sms, uint32_t seed, bool expect_split = false) {
+// q_scale sharpens the softmax (scores ~ q_scale standard deviations): the running maximum then
+// moves by large steps between tiles and splits, which exercises every rescale.
+void check_attention(const AttnCase& c, int num_sms, uint32_t seed, bool expect_split = false,
+                     float q_scale = 1.0f) {
   SCOPED_TRACE(describe(c, num_sms));
   const DType t = c.dtype;
   const int hd = c.head_dim, n = static_cast<int>(c.seqs.size());
@@ -98,7 +101,9 @@ void check_attention(const AttnCase& c, int num_sms, uint32_t seed, bool expect_
     total_tokens += c.seqs[s].n_tokens;
   }
   const int64_t q_elems = total_tokens * c.n_heads * hd;
-  auto q = round_to(random_values(q_elems, seed + 2), t);
+  auto q = random_values(q_elems, seed + 2);
+  for (float& x : q) x *= q_scale;
+  q = round_to(q, t);
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   std::vector<cpu::PagedSequence> cpu_seqs(n);
@@ -187,6 +192,8 @@ TEST_P(CudaAttention, SplitKvMatchesCpu) {
   c.page_size = 16;
   c.head_dim = 64;
   check_attention(c, 4096, 21, true);
+  check_attention(c, 4096, 22, true, /*q_scale=*/12.0f);
+  check_attention(c, 0, 23, false, 12.0f);
 }
 
 TEST_P(CudaAttention, SmolLmShapeLongDecode) {

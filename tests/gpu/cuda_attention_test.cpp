@@ -158,7 +158,12 @@ void check_attention(const AttnCase& c, int num_sms, uint32_t seed, bool expect_
   p.workspace = dws.as<float>();
   ASSERT_EQ(cuda::paged_attention(p, nullptr), cudaSuccess);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  expect_close(decode(download(dout, qb.size()), t), want, tolerance(t));
+  // Scores are dot products of length head_dim in fp32, summed in different orders on the two
+  // sides: their error grows with |q| (~ sqrt(D) * 2^-24 * |partial sums|, about 1e-6 per unit of
+  // q_scale at D = 128), and the output error follows the score error. 2e-5 per unit above 1 is
+  // ~20x that estimate, which leaves room for the maximum over ~1e5 outputs.
+  const float tol = tolerance(t) + (q_scale > 1.0f ? 2e-5f * q_scale : 0.0f);
+  expect_close(decode(download(dout, qb.size()), t), want, tol);
 }
 
 class CudaAttention : public ::testing::TestWithParam<DType> {

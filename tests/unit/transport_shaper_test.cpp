@@ -1,0 +1,123 @@
+// Shaper accuracy, measured over an in-process link so the only added latency is the shaper's.
+// Each payload carries its send time (steady clock, same process), the receiver computes one-way
+// latency.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "transport/inproc_link.h"
+#include "transport/shaper.h"
+
+using namespace jarvis::transport;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<uint8_t> stamped(size_t bytes) {
+  std::vector<uint8_t> p(std::max<size_t>(bytes, 8));
+  const int64_t t = Clock::now().time_since_epoch().count();
+  std::memcpy(p.data(), &t, 8);
+  return p;
+}
+
+double one_way_us(const Message& m) {
+  int64_t t;
+  std::memcpy(&t, m.payload.data(), 8);
+  return (Clock::now().time_since_epoch().count() - t) / 1e3;
+}
+
+// One-way latencies (us) of `n` messages sent `gap` apart through a shaped link.
+std::vector<double> latencies(LinkShape shape, int n, std::chrono::microseconds gap) {
+  auto [a, b] = make_inproc_link_pair();
+  auto shaped = make_shaped_link(std::move(a), shape, 42);
+  std::vector<double> out;
+  std::thread rx([&, &b = b] {
+    for (int i = 0; i < n; ++i) {
+      Message m = b->recv(5s);
+      EXPECT_EQ(m.tag, static_cast<uint32_t>(i));  // order kept even with jitter
+      out.push_back(one_way_us(m));
+    }
+  });
+  for (int i = 0; i < n; ++i) {
+    auto p = stamped(64);
+    shaped->send(MessageType::kData, static_cast<uint32_t>(i), p.data(), p.size());
+    std::this_thread::sleep_for(gap);
+  }
+  rx.join();
+  return out;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+TEST(TransportShaper, DelayIsAccurate) {
+  for (auto delay : {2ms, 10ms}) {
+    LinkShape s;
+    s.delay = delay;
+    const auto lat = latencies(s, 60, 3ms);
+    const double want = std::chrono::duration<double, std::micro>(delay).count();
+    const double med = median(lat);
+    std::printf("shaper delay %.0f us: median one-way %.1f us\n", want, med);
+    // The brief asks for "within a few hundred microseconds": the median must be within 300 us
+    // (spinning the last 200 us makes the typical error tens of us; the median ignores the odd
+    // descheduling on a loaded 2-core machine).
+    EXPECT_NEAR(med, want, 300.0);
+    EXPECT_GE(*std::min_element(lat.begin(), lat.end()), want - 1.0);  // never early
+  }
+}
+
+TEST(TransportShaper, JitterStaysInRangeAndOrderIsKept) {
+  LinkShape s;
+  s.delay = 5ms;
+  s.jitter = 2ms;
+  // Messages 0.5 ms apart with +-2 ms jitter would overtake each other without the ordering rule;
+  // latencies() asserts the tags arrive in order.
+  const auto lat = latencies(s, 200, 500us);
+  const double lo = *std::min_element(lat.begin(), lat.end()), hi = *std::max_element(lat.begin(), lat.end());
+  std::printf("shaper 5ms+-2ms: one-way min %.0f us, median %.0f us, max %.0f us\n", lo, median(lat), hi);
+  EXPECT_GE(lo, 3000.0 - 1.0);
+  EXPECT_GT(hi - lo, 1000.0);  // jitter is really applied (uniform over 4 ms)
+  // Order-keeping can only push arrivals later than delay+jitter by the queueing it adds, bounded
+  // here by a few message gaps; allow 2 ms beyond the 7 ms upper edge for a loaded machine.
+  EXPECT_LT(median(lat), 7000.0 + 2000.0);
+}
+
+TEST(TransportShaper, BandwidthCapWithinTenPercent) {
+  LinkShape s;
+  s.bits_per_second = 200e6;  // 200 Mbit/s: 4 MB take 160 ms
+  auto [a, b] = make_inproc_link_pair();
+  auto shaped = make_shaped_link(std::move(a), s);
+  static constexpr size_t kChunk = 16384, kChunks = 256;
+  std::vector<uint8_t> p(kChunk, 3);
+  std::thread rx([&b = b] {
+    for (size_t i = 0; i < kChunks; ++i) ASSERT_EQ(b->recv(5s).payload.size(), kChunk);
+  });
+  const auto t0 = Clock::now();
+  for (size_t i = 0; i < kChunks; ++i) shaped->send(p);
+  rx.join();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double mbit = kChunk * kChunks * 8 / secs / 1e6;
+  std::printf("shaper cap 200 mbit: measured %.1f mbit/s\n", mbit);
+  EXPECT_NEAR(mbit, 200.0, 20.0);
+}
+
+TEST(TransportShaper, InnerFailureSurfacesOnSend) {
+  auto [a, b] = make_inproc_link_pair();
+  LinkShape s;
+  s.delay = 1ms;
+  auto shaped = make_shaped_link(std::move(a), s);
+  b.reset();
+  try {
+    shaped->send({1});
+  } catch (const LinkBroken&) {
+    return;  // already noticed
+  }
+  std::this_thread::sleep_for(20ms);  // delivery thread hits the broken link after the delay
+  EXPECT_THROW(shaped->send({2}), LinkBroken);
+}

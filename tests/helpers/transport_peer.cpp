@@ -2,6 +2,7 @@
 //   transport_peer echo HOST PORT [RNDV_THRESH|-] [TLS|-]   connect, echo data, answer pings until the link ends
 //   transport_peer rtt HOST PORT BYTES COUNT [RNDV_THRESH|-] [TLS|-]   connect, print round-trip stats
 //   transport_peer serve PORT [RNDV_THRESH|-] [TLS|-]        listen on PORT, accept one link, echo
+// A trailing "peer" turns on UCX's peer error handling (UcxOptions::ucx_peer_error_handling).
 // A tool, so it may exit with a status: 0 when the peer closed the link, 1 on any other error.
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +20,7 @@ UcxOptions options_from(int argc, char** argv, int first) {
   if (argc > first && std::string(argv[first]) != "-") o.rndv_thresh = argv[first];
   if (argc > first && std::string(argv[first]) == "-") o.rndv_thresh.clear();
   if (argc > first + 1 && std::string(argv[first + 1]) != "-") o.tls = argv[first + 1];
+  if (argc > first + 2) o.ucx_peer_error_handling = std::string(argv[first + 2]) == "peer";
   return o;
 }
 
@@ -57,7 +59,7 @@ int main(int argc, char** argv) {
                   s.min.count() / 1e3, s.median.count() / 1e3, s.mean.count() / 1e3, s.p99.count() / 1e3);
       return 0;
     }
-    std::fprintf(stderr, "usage: transport_peer echo HOST PORT | serve PORT | rtt HOST PORT BYTES COUNT [RNDV|-] [TLS|-]\n");
+    std::fprintf(stderr, "usage: transport_peer echo HOST PORT | serve PORT | rtt HOST PORT BYTES COUNT [RNDV|-] [TLS|-] [peer|none]\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "transport_peer: %s\n", e.what());

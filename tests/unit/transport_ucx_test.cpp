@@ -149,6 +149,35 @@ TEST(TransportUcx, KilledPeerIsReportedWithinBound) {
   EXPECT_THROW(link->send({1, 2, 3}), LinkBroken);
 }
 
+// Sending (not receiving) into a killed peer must also fail with LinkBroken, not crash or hang,
+// over both the default transports (shared memory on one host) and TCP.
+TEST(TransportUcx, SendingToKilledPeerFails) {
+  for (const char* tls : {"-", "tcp"}) {
+    SCOPED_TRACE(tls);
+    UcxOptions o = fast_failure_options();
+    if (std::string(tls) != "-") o.tls = tls;
+    UcxListener listener("127.0.0.1", 0, o);
+    Peer peer({"echo", "127.0.0.1", std::to_string(listener.port()), "256k", tls});
+    auto link = listener.accept(20s);
+    exchange_all_sizes(*link);
+    ::kill(peer.pid(), SIGKILL);
+    const auto big = pattern(1 << 20, 9);
+    const auto t0 = Clock::now();
+    bool broken = false;
+    while (!broken && Clock::now() - t0 < 10s) {
+      try {
+        link->send(big);
+      } catch (const LinkBroken& e) {
+        broken = true;
+        std::printf("send to killed peer (%s) failed after %.3f s: %s\n", tls,
+                    std::chrono::duration<double>(Clock::now() - t0).count(), e.what());
+      }
+    }
+    EXPECT_TRUE(broken);
+    EXPECT_LT(Clock::now() - t0, 2s);
+  }
+}
+
 TEST(TransportUcx, FrozenPeerTimesOutByHeartbeat) {
   UcxListener listener("127.0.0.1", 0, fast_failure_options());
   Peer peer({"echo", "127.0.0.1", std::to_string(listener.port())});

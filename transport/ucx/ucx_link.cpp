@@ -44,6 +44,7 @@ class UcxLink final : public Link {
   void exchange_addresses();
   void send_locked(MessageType type, uint32_t tag, const void* data, size_t bytes);
   void wait_locked(void* req, bool sending, const char* what);
+  void close_endpoint_locked(bool force);
   void progress_locked();
   void poll_incoming_locked();
   void check_alive_locked();
@@ -123,7 +124,7 @@ void UcxLink::exchange_addresses() {
   ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
   ep.address = reinterpret_cast<const ucp_address_t*>(peer.data());
-  ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  ep.err_mode = opt_.ucx_peer_error_handling ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
   ep.err_handler.cb = &UcxLink::on_ep_error;
   ep.err_handler.arg = this;
   check(ucp_ep_create(worker_, &ep, &ep_), "ucp_ep_create");
@@ -147,18 +148,24 @@ UcxLink::~UcxLink() {
     } catch (const TransportError&) {
     }
   }
+  close_endpoint_locked(!broken_.empty());
+  ucp_worker_destroy(worker_);
+  ucp_cleanup(ctx_);
+}
+
+void UcxLink::close_endpoint_locked(bool force) {
+  if (ep_ == nullptr) return;
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-  p.flags = broken_.empty() ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
+  p.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
   void* req = ucp_ep_close_nbx(ep_, &p);
+  ep_ = nullptr;
   if (UCS_PTR_IS_PTR(req)) {
     // Bounded: a flush towards a dead peer must not hang the destructor.
     const auto deadline = Clock::now() + std::chrono::seconds(1);
     while (ucp_request_check_status(req) == UCS_INPROGRESS && Clock::now() < deadline) ucp_worker_progress(worker_);
     ucp_request_free(req);
   }
-  ucp_worker_destroy(worker_);
-  ucp_cleanup(ctx_);
 }
 
 void UcxLink::wait_locked(void* req, bool sending, const char* what) {
@@ -168,17 +175,26 @@ void UcxLink::wait_locked(void* req, bool sending, const char* what) {
     throw_broken();
   }
   const auto deadline = Clock::now() + opt_.send_timeout;
+  auto next_check = Clock::now() + std::chrono::milliseconds(1);
   ucs_status_t st;
   while ((st = ucp_request_check_status(req)) == UCS_INPROGRESS) {
     ucp_worker_progress(worker_);
     // A large send needs the peer to take our data while it may be sending to us: keep
     // accepting its messages so two simultaneous rendezvous sends cannot deadlock.
     if (sending) poll_incoming_locked();
-    if (broken_.empty() && Clock::now() > deadline) broken_ = std::string(what) + " did not complete in time";
+    const auto now = Clock::now();
+    if (now >= next_check) {  // a rendezvous towards a dead peer never completes: watch the peer
+      check_alive_locked();
+      next_check = now + std::chrono::milliseconds(1);
+    }
+    if (broken_.empty() && now > deadline) broken_ = std::string(what) + " did not complete in time";
     if (!broken_.empty()) {
-      ucp_request_cancel(worker_, req);
-      while (ucp_request_check_status(req) == UCS_INPROGRESS && Clock::now() < deadline + std::chrono::seconds(1))
-        ucp_worker_progress(worker_);
+      // A send towards a dead peer cannot be cancelled; force-closing the endpoint completes it
+      // (with an error), so UCX no longer holds the caller's buffer when we return.
+      if (sending) close_endpoint_locked(true);
+      else ucp_request_cancel(worker_, req);
+      const auto give_up = Clock::now() + std::chrono::seconds(1);
+      while (ucp_request_check_status(req) == UCS_INPROGRESS && Clock::now() < give_up) ucp_worker_progress(worker_);
       ucp_request_free(req);
       throw_broken();
     }

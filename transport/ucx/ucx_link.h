@@ -20,6 +20,10 @@ struct UcxOptions {
   // that range, so eager up to 256 KB. "" keeps UCX's default (used to measure the difference).
   std::string rndv_thresh = "256k";
   std::string tls;  // UCX_TLS; "" = UCX's default selection (shared memory + TCP on one host)
+  // UCX's own peer-failure handling (UCP_ERR_HANDLING_MODE_PEER). UCX 1.13 then refuses its
+  // shared-memory transports ("no peer failure handler") and falls back to TCP on one host, so it
+  // is off by default: a dead or silent peer is detected by the bootstrap socket and heartbeats.
+  bool ucx_peer_error_handling = false;
   std::chrono::milliseconds heartbeat_interval{200};
   std::chrono::milliseconds heartbeat_timeout{1500};  // silence longer than this breaks the link
   std::chrono::milliseconds connect_timeout{10000};

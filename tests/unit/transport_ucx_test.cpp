@@ -115,6 +115,14 @@ TEST(TransportUcx, TwoContextsInOneProcessBothDirections) {
     Message m = server->recv(20s);
     EXPECT_TRUE(m.payload == pattern(kSizes[i], static_cast<uint32_t>(i))) << kSizes[i];
   }
+  // recv with a timeout and nothing sent: nullopt after about the timeout, link still usable.
+  const auto t1 = Clock::now();
+  EXPECT_FALSE(server->try_recv(50ms).has_value());
+  EXPECT_GE(Clock::now() - t1, 50ms);
+  EXPECT_LT(Clock::now() - t1, 1s);
+  EXPECT_THROW(client->recv(10ms), LinkTimeout);
+  client->send({5});
+  EXPECT_EQ(server->recv(5s).payload, std::vector<uint8_t>{5});
   // Orderly close: the other end learns at once, not after the heartbeat timeout.
   client.reset();
   const auto t0 = Clock::now();

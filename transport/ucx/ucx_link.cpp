@@ -301,7 +301,10 @@ std::optional<Message> UcxLink::try_recv(std::chrono::nanoseconds timeout) {
       if (!broken_.empty()) throw_broken();
       const auto now = Clock::now();
       if (now >= deadline) return std::nullopt;
-      if (now - start < opt_.spin_before_sleep) continue;
+      if (now - start < opt_.spin_before_sleep) {
+        std::this_thread::yield();  // lets a peer sharing this core run while we spin
+        continue;
+      }
       if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) continue;  // events pending: progress again
     }
     // Sleep until UCX has an event, the bootstrap socket changes, or the next liveness check.

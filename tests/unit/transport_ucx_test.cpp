@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "transport/rtt.h"
 #include "transport/ucx/ucx_link.h"
 
 extern char** environ;
@@ -140,6 +141,18 @@ TEST(TransportUcx, SeparateProcessEchoesEverySize) {
     ASSERT_GT(peer.pid(), 0);
     auto link = listener.accept(20s);
     exchange_all_sizes(*link);
+    // The peer answers pings too (rtt.h).
+    const RttStats rtt = measure_rtt(*link, 16384, 50);
+    EXPECT_EQ(rtt.samples, 50u);
+    EXPECT_GT(rtt.min.count(), 0);
+    // A receiver that has gone to sleep (past its spin window, blocked on the UCX event fd) must
+    // wake when a message comes, not at its next periodic check (heartbeat interval, 200 ms).
+    for (int i = 0; i < 3; ++i) {
+      std::this_thread::sleep_for(100ms);
+      const RttStats idle = measure_rtt(*link, 64, 1);
+      std::printf("round trip to a sleeping peer (%s): %.1f us\n", tls, idle.max.count() / 1e3);
+      EXPECT_LT(idle.max, 50ms);
+    }
     link.reset();
     EXPECT_EQ(peer.wait(), 0);  // the peer saw an orderly close
   }

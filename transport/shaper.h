@@ -16,4 +16,9 @@ namespace jarvis::transport {
 // `seed` drives the jitter draws (reproducible experiments).
 std::unique_ptr<Link> make_shaped_link(std::unique_ptr<Link> inner, LinkShape shape, uint64_t seed = 1);
 
+// `inner` itself when the shape adds nothing (no extra thread or copy on unshaped links).
+inline std::unique_ptr<Link> shape_if_needed(std::unique_ptr<Link> inner, LinkShape shape, uint64_t seed = 1) {
+  return shape.shaped() ? make_shaped_link(std::move(inner), shape, seed) : std::move(inner);
+}
+
 }  // namespace jarvis::transport

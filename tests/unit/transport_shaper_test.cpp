@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "transport/inproc_link.h"
+#include "transport/rtt.h"
 #include "transport/shaper.h"
 
 using namespace jarvis::transport;
@@ -134,4 +135,23 @@ TEST(TransportShaper, InnerFailureSurfacesOnSend) {
   }
   std::this_thread::sleep_for(20ms);  // delivery thread hits the broken link after the delay
   EXPECT_THROW(shaped->send({2}), LinkBroken);
+}
+
+// Both ends shaped with 1 ms: a ping's round trip is the two one-way delays (plus ~tens of us).
+TEST(TransportShaper, RoundTripThroughBothEndsIsTwiceTheDelay) {
+  LinkShape s;
+  s.delay = 1ms;
+  EXPECT_TRUE(any_of_3([&] {
+    auto [a, b] = make_inproc_link_pair();
+    auto sa = shape_if_needed(std::move(a), s), sb = shape_if_needed(std::move(b), s);
+    std::thread echo([&sb = sb] { echo_pings(*sb, 20); });
+    const RttStats r = measure_rtt(*sa, 1024, 20);
+    echo.join();
+    std::printf("rtt through 1 ms + 1 ms: median %.1f us\n", r.median.count() / 1e3);
+    return r.min >= 2ms && r.median < 2ms + 300us;
+  }));
+  // An unshaped spec adds nothing: the link is returned as is.
+  auto [a, b] = make_inproc_link_pair();
+  Link* raw = a.get();
+  EXPECT_EQ(shape_if_needed(std::move(a), LinkShape{}).get(), raw);
 }

@@ -18,6 +18,10 @@ namespace {
 
 constexpr ucp_tag_t kTag = 0x4a4c; // one link per worker: a single tag suffices
 constexpr ucp_tag_t kTagMask = ~ucp_tag_t{0};
+// How long a broken link waits for UCX to finish requests it abandons. UCX 1.13 does not always
+// complete a rendezvous send to a dead shared-memory peer even after a forced endpoint close; the
+// peer that could read the buffer is gone, so waiting longer only delays the error report.
+constexpr auto kAbandonWait = std::chrono::milliseconds(100);
 
 std::string ucs_error(const std::string& what, ucs_status_t st) {
   return what + ": " + ucs_status_string(st);
@@ -162,7 +166,7 @@ void UcxLink::close_endpoint_locked(bool force) {
   ep_ = nullptr;
   if (UCS_PTR_IS_PTR(req)) {
     // Bounded: a flush towards a dead peer must not hang the destructor.
-    const auto deadline = Clock::now() + std::chrono::seconds(1);
+    const auto deadline = Clock::now() + (force ? kAbandonWait : std::chrono::milliseconds(1000));
     while (ucp_request_check_status(req) == UCS_INPROGRESS && Clock::now() < deadline) ucp_worker_progress(worker_);
     ucp_request_free(req);
   }
@@ -193,7 +197,7 @@ void UcxLink::wait_locked(void* req, bool sending, const char* what) {
       // (with an error), so UCX no longer holds the caller's buffer when we return.
       if (sending) close_endpoint_locked(true);
       else ucp_request_cancel(worker_, req);
-      const auto give_up = Clock::now() + std::chrono::seconds(1);
+      const auto give_up = Clock::now() + kAbandonWait;
       while (ucp_request_check_status(req) == UCS_INPROGRESS && Clock::now() < give_up) ucp_worker_progress(worker_);
       ucp_request_free(req);
       throw_broken();

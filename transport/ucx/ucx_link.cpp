@@ -16,7 +16,7 @@
 namespace jarvis::transport {
 namespace {
 
-constexpr ucp_tag_t kTag = 0x4a4c; // one link per worker: a single tag suffices
+constexpr ucp_tag_t kTag = kUcxFrameTag;
 constexpr ucp_tag_t kTagMask = ~ucp_tag_t{0};
 // How long a broken link waits for UCX to finish requests it abandons. UCX 1.13 does not always
 // complete a rendezvous send to a dead shared-memory peer even after a forced endpoint close; the
@@ -52,7 +52,15 @@ class UcxLink final : public Link {
   void progress_locked();
   void poll_incoming_locked();
   void check_alive_locked();
-  [[noreturn]] void throw_broken() const { throw LinkBroken(name_ + ": " + broken_); }
+  // The first report of a corrupt frame is a FrameError (whichever thread found it); every later
+  // call, and every other failure, is LinkBroken.
+  [[noreturn]] void throw_broken() {
+    if (frame_error_pending_) {
+      frame_error_pending_ = false;
+      throw FrameError(name_ + ": " + broken_);
+    }
+    throw LinkBroken(name_ + ": " + broken_);
+  }
   void heartbeat_loop();
 
   UcxOptions opt_;
@@ -68,6 +76,7 @@ class UcxLink final : public Link {
   uint64_t send_seq_ = 0, recv_seq_ = 0;
   Clock::time_point last_rx_, last_tx_;
   std::string broken_;  // non-empty once the link is down: the reason
+  bool frame_error_pending_ = false;
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
@@ -240,8 +249,12 @@ void UcxLink::poll_incoming_locked() {
     ucp_tag_message_h msg = ucp_tag_probe_nb(worker_, kTag, kTagMask, 1, &info);
     if (msg == nullptr) return;
     if (info.length < kFrameHeaderBytes) {
+      std::vector<uint8_t> junk(info.length + 1);  // take it off UCX's unexpected queue
+      ucp_request_param_t p{};
+      wait_locked(ucp_tag_msg_recv_nbx(worker_, junk.data(), info.length, msg, &p), false, "UCX receive");
       broken_ = "frame shorter than its header";
-      throw FrameError(name_ + ": " + broken_);
+      frame_error_pending_ = true;
+      return;
     }
     FrameHeaderBytes header{};
     Message m;
@@ -262,7 +275,8 @@ void UcxLink::poll_incoming_locked() {
       m.seq = h.seq;
     } catch (const FrameError& e) {
       broken_ = e.what();  // a corrupt stream cannot be resynchronised: the link is done
-      throw FrameError(name_ + ": " + e.what());
+      frame_error_pending_ = true;
+      return;
     }
     ++recv_seq_;
     last_rx_ = Clock::now();

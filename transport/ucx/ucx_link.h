@@ -14,6 +14,9 @@
 
 namespace jarvis::transport {
 
+// Every frame travels as one tagged UCX message with this tag (one peer per worker, so one tag).
+inline constexpr uint64_t kUcxFrameTag = 0x4a4c;
+
 struct UcxOptions {
   // UCX_RNDV_THRESH for this link's context. UCX's default ("auto") switches 8-16 KB messages over
   // TCP to rendezvous, which costs ~50 us per message (DESIGN.md); one token's hidden state is in

@@ -4,7 +4,7 @@
 #include <sys/socket.h>
 #include <ucp/api/ucp.h>
 
-#include <atomic>
+#include <cstdlib>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -89,7 +89,8 @@ UcxLink::UcxLink(Socket sock, const UcxOptions& opt, std::string name)
   ucp_config_t* config = nullptr;
   check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
   try {
-    if (!opt_.rndv_thresh.empty()) check(ucp_config_modify(config, "RNDV_THRESH", opt_.rndv_thresh.c_str()), "RNDV_THRESH");
+    // An explicit UCX_RNDV_THRESH in the environment wins (experiments); otherwise ours.
+    if (!opt_.rndv_thresh.empty() && std::getenv("UCX_RNDV_THRESH") == nullptr) check(ucp_config_modify(config, "RNDV_THRESH", opt_.rndv_thresh.c_str()), "RNDV_THRESH");
     if (!opt_.tls.empty()) check(ucp_config_modify(config, "TLS", opt_.tls.c_str()), "TLS");
   } catch (...) {
     ucp_config_release(config);

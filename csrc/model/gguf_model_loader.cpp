@@ -8,6 +8,7 @@
 #include <sstream>
 #include <vector>
 
+#include "csrc/model/weight_assembly.h"
 #include "csrc/tokenizer/tokenizer_loader.h"
 #include "csrc/util/error.h"
 #include "kernels/cpu/dequant.h"
@@ -30,10 +31,15 @@ int positive_int(const GgufFile& f, const std::string& key, int64_t v) {
   return static_cast<int>(v);
 }
 
-// Checks, then dequantizes, the tensors of one file.
-class TensorReader {
+// Checks, then dequantizes, the tensors of one file. GGUF lists dims fastest-varying first, so
+// a [rows, cols] matrix is stored with dims {cols, rows}.
+class TensorReader : public WeightSource {
  public:
   explicit TensorReader(const GgufFile& f) : f_(f), page_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))) {}
+
+  bool has(const std::string& name) const override { return f_.find_tensor(name) != nullptr; }
+  void expect_matrix(const std::string& name, int64_t rows, int64_t cols) const override { expect(name, {cols, rows}); }
+  void expect_vector(const std::string& name, int64_t n) const override { expect(name, {n}); }
 
   // The tensor `name` must exist with GGUF dims `dims` (fastest-varying first) and a type we
   // can decode.
@@ -53,13 +59,13 @@ class TensorReader {
     return *t;
   }
 
-  std::vector<float> vector(const std::string& name, int64_t n) const {
+  std::vector<float> vector(const std::string& name, int64_t n) const override {
     std::vector<float> out(static_cast<size_t>(n));
     decode(expect(name, {n}), out.data(), 1, n);
     return out;
   }
 
-  Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
+  Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const override {
     Matrix m;
     m.rows = rows;
     m.cols = cols;
@@ -87,7 +93,15 @@ class TensorReader {
   size_t page_;
 };
 
-std::string layer_name(int layer, const char* what) { return "blk." + std::to_string(layer) + "." + what; }
+const TensorNaming& gguf_naming() {
+  static const TensorNaming kNaming{
+      "token_embd.weight", "output_norm.weight", "output.weight",
+      [](int l) { return "blk." + std::to_string(l) + "."; },
+      {"attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
+       "attn_q.bias", "attn_k.bias", "attn_v.bias", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
+       "ffn_down.weight"}};
+  return kNaming;
+}
 
 }  // namespace
 
@@ -171,66 +185,12 @@ ModelConfig gguf_model_config(const GgufFile& f) {
 std::unique_ptr<Model> load_gguf_model(const std::string& path, const ShardSpec& requested) {
   GgufFile f = GgufFile::open(path);
   ModelConfig c = gguf_model_config(f);
-  ShardSpec shard = requested;
-  if (shard.end_layer < 0) shard.end_layer = c.n_layers;
-  if (shard.first_layer < 0 || shard.first_layer > shard.end_layer || shard.end_layer > c.n_layers) {
-    throw InvalidArgument("shard layers [" + std::to_string(shard.first_layer) + ", " +
-                          std::to_string(shard.end_layer) + ") outside the model's " +
-                          std::to_string(c.n_layers) + " layers (" + path + ")");
-  }
+  const ShardSpec shard = resolve_shard(requested, c.n_layers, path);
   TensorReader r(f);
-  const int64_t h = c.hidden, q = c.q_dim(), kv = c.kv_dim(), ffn = c.ffn_hidden, vocab = c.vocab_size;
-
-  // Check every tensor first (metadata only, nothing is read).
-  r.expect("token_embd.weight", {h, vocab});
-  r.expect("output_norm.weight", {h});
-  if (!c.tied_embeddings) r.expect("output.weight", {h, vocab});
-  if (f.find_tensor("rope_freqs.weight")) r.expect("rope_freqs.weight", {c.rope_dim / 2});
-  for (int l = 0; l < c.n_layers; ++l) {
-    r.expect(layer_name(l, "attn_norm.weight"), {h});
-    r.expect(layer_name(l, "attn_q.weight"), {h, q});
-    r.expect(layer_name(l, "attn_k.weight"), {h, kv});
-    r.expect(layer_name(l, "attn_v.weight"), {h, kv});
-    r.expect(layer_name(l, "attn_output.weight"), {q, h});
-    if (c.qkv_bias) {
-      r.expect(layer_name(l, "attn_q.bias"), {q});
-      r.expect(layer_name(l, "attn_k.bias"), {kv});
-      r.expect(layer_name(l, "attn_v.bias"), {kv});
-    }
-    r.expect(layer_name(l, "ffn_norm.weight"), {h});
-    r.expect(layer_name(l, "ffn_gate.weight"), {h, ffn});
-    r.expect(layer_name(l, "ffn_up.weight"), {h, ffn});
-    r.expect(layer_name(l, "ffn_down.weight"), {ffn, h});
-  }
-
-  // Then decode only what this shard holds.
-  ModelWeights w;
-  if (shard.has_embedding || (shard.has_head && c.tied_embeddings)) {
-    w.embedding = r.matrix("token_embd.weight", vocab, h);
-  }
-  if (shard.has_head) {
-    w.output_norm = r.vector("output_norm.weight", h);
-    if (!c.tied_embeddings) w.lm_head = r.matrix("output.weight", vocab, h);
-  }
-  if (f.find_tensor("rope_freqs.weight")) w.rope_freqs = r.vector("rope_freqs.weight", c.rope_dim / 2);
-  for (int l = shard.first_layer; l < shard.end_layer; ++l) {
-    LayerWeights lw;
-    lw.attn_norm = r.vector(layer_name(l, "attn_norm.weight"), h);
-    lw.wq = r.matrix(layer_name(l, "attn_q.weight"), q, h);
-    lw.wk = r.matrix(layer_name(l, "attn_k.weight"), kv, h);
-    lw.wv = r.matrix(layer_name(l, "attn_v.weight"), kv, h);
-    lw.wo = r.matrix(layer_name(l, "attn_output.weight"), h, q);
-    if (c.qkv_bias) {
-      lw.bq = r.vector(layer_name(l, "attn_q.bias"), q);
-      lw.bk = r.vector(layer_name(l, "attn_k.bias"), kv);
-      lw.bv = r.vector(layer_name(l, "attn_v.bias"), kv);
-    }
-    lw.ffn_norm = r.vector(layer_name(l, "ffn_norm.weight"), h);
-    lw.w_gate = r.matrix(layer_name(l, "ffn_gate.weight"), ffn, h);
-    lw.w_up = r.matrix(layer_name(l, "ffn_up.weight"), ffn, h);
-    lw.w_down = r.matrix(layer_name(l, "ffn_down.weight"), h, ffn);
-    w.layers.push_back(std::move(lw));
-  }
+  // llama.cpp's converter already folded gemma's "1 + w" into the norm weights: no offset here.
+  ModelWeights w = assemble_weights(c, shard, gguf_naming(), r, 0.0f);
+  // Llama 3.1-style RoPE scaling stored as per-pair frequency divisors.
+  if (r.has("rope_freqs.weight")) w.rope_freqs = r.vector("rope_freqs.weight", c.rope_dim / 2);
   TokenizerData tok = tokenizer_data_from_gguf(f);
   return std::make_unique<Model>(std::move(c), shard, std::move(w), std::move(tok));
 }

@@ -13,6 +13,7 @@
 
 #include "csrc/model/hf_config.h"
 #include "csrc/model/safetensors_file.h"
+#include "csrc/model/weight_assembly.h"
 #include "csrc/tokenizer/tokenizer_loader.h"
 #include "csrc/util/error.h"
 
@@ -39,8 +40,9 @@ nlohmann::json read_json(const std::string& path) {
   }
 }
 
-// Every tensor of the checkpoint, whichever file holds it.
-class TensorStore {
+// Every tensor of the checkpoint, whichever file holds it. PyTorch Linear weights are
+// [out, in] row-major: exactly our [rows, cols] Matrix.
+class TensorStore : public WeightSource {
  public:
   explicit TensorStore(const std::string& dir) : dir_(dir) {
     const std::string index_path = dir + "/model.safetensors.index.json";
@@ -84,7 +86,9 @@ class TensorStore {
     }
   }
 
-  bool has(const std::string& name) const { return where_.count(name) != 0; }
+  bool has(const std::string& name) const override { return where_.count(name) != 0; }
+  void expect_matrix(const std::string& name, int64_t rows, int64_t cols) const override { expect(name, {rows, cols}); }
+  void expect_vector(const std::string& name, int64_t n) const override { expect(name, {n}); }
 
   // The tensor must exist with `shape` and a dtype we convert.
   const SafetensorsTensor& expect(const std::string& name, const std::vector<int64_t>& shape) const {
@@ -104,21 +108,17 @@ class TensorStore {
     return t;
   }
 
-  std::vector<float> vector(const std::string& name, int64_t n, float add = 0.0f) const {
+  std::vector<float> vector(const std::string& name, int64_t n) const override {
     std::vector<float> out(static_cast<size_t>(n));
     convert(name, expect(name, {n}), out.data());
-    if (add != 0.0f) {
-      for (float& x : out) x += add;
-    }
     return out;
   }
 
-  Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
+  Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const override {
     Matrix m;
     m.rows = rows;
     m.cols = cols;
     m.data.resize(static_cast<size_t>(rows * cols));
-    // PyTorch Linear weights are [out, in] row-major: exactly our Matrix layout.
     convert(name, expect(name, {rows, cols}), m.data.data());
     return m;
   }
@@ -138,7 +138,16 @@ class TensorStore {
   std::map<std::string, size_t> where_;  // tensor name -> index into files_
 };
 
-std::string layer(int l, const char* what) { return "model.layers." + std::to_string(l) + "." + what; }
+const TensorNaming& hf_naming() {
+  static const TensorNaming kNaming{
+      "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
+      [](int l) { return "model.layers." + std::to_string(l) + "."; },
+      {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+       "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.bias",
+       "self_attn.v_proj.bias", "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
+       "mlp.down_proj.weight"}};
+  return kNaming;
+}
 
 }  // namespace
 
@@ -149,64 +158,11 @@ bool is_hf_model_dir(const std::string& path) {
 
 std::unique_ptr<Model> load_hf_model(const std::string& dir, const ShardSpec& requested) {
   ModelConfig c = read_hf_config(dir);
-  ShardSpec shard = requested;
-  if (shard.end_layer < 0) shard.end_layer = c.n_layers;
-  if (shard.first_layer < 0 || shard.first_layer > shard.end_layer || shard.end_layer > c.n_layers) {
-    throw InvalidArgument("shard layers [" + std::to_string(shard.first_layer) + ", " + std::to_string(shard.end_layer) +
-                          ") outside the model's " + std::to_string(c.n_layers) + " layers (" + dir + ")");
-  }
+  const ShardSpec shard = resolve_shard(requested, c.n_layers, dir);
   const TensorStore s(dir);
-  const int64_t h = c.hidden, q = c.q_dim(), kv = c.kv_dim(), ffn = c.ffn_hidden, vocab = c.vocab_size;
   // Gemma's RMSNorm multiplies by (1 + w); folding the 1 in lets every architecture share one norm.
-  const float norm_add = c.arch == Arch::kGemma ? 1.0f : 0.0f;
-
-  // Check every tensor first (header data only), so a broken checkpoint fails on every rank alike.
-  s.expect("model.embed_tokens.weight", {vocab, h});
-  s.expect("model.norm.weight", {h});
-  if (!c.tied_embeddings) s.expect("lm_head.weight", {vocab, h});
-  for (int l = 0; l < c.n_layers; ++l) {
-    s.expect(layer(l, "input_layernorm.weight"), {h});
-    s.expect(layer(l, "self_attn.q_proj.weight"), {q, h});
-    s.expect(layer(l, "self_attn.k_proj.weight"), {kv, h});
-    s.expect(layer(l, "self_attn.v_proj.weight"), {kv, h});
-    s.expect(layer(l, "self_attn.o_proj.weight"), {h, q});
-    if (c.qkv_bias) {
-      s.expect(layer(l, "self_attn.q_proj.bias"), {q});
-      s.expect(layer(l, "self_attn.k_proj.bias"), {kv});
-      s.expect(layer(l, "self_attn.v_proj.bias"), {kv});
-    }
-    s.expect(layer(l, "post_attention_layernorm.weight"), {h});
-    s.expect(layer(l, "mlp.gate_proj.weight"), {ffn, h});
-    s.expect(layer(l, "mlp.up_proj.weight"), {ffn, h});
-    s.expect(layer(l, "mlp.down_proj.weight"), {h, ffn});
-  }
-
-  ModelWeights w;
-  if (shard.has_embedding || (shard.has_head && c.tied_embeddings)) {
-    w.embedding = s.matrix("model.embed_tokens.weight", vocab, h);
-  }
-  if (shard.has_head) {
-    w.output_norm = s.vector("model.norm.weight", h, norm_add);
-    if (!c.tied_embeddings) w.lm_head = s.matrix("lm_head.weight", vocab, h);
-  }
-  for (int l = shard.first_layer; l < shard.end_layer; ++l) {
-    LayerWeights lw;
-    lw.attn_norm = s.vector(layer(l, "input_layernorm.weight"), h, norm_add);
-    lw.wq = s.matrix(layer(l, "self_attn.q_proj.weight"), q, h);
-    lw.wk = s.matrix(layer(l, "self_attn.k_proj.weight"), kv, h);
-    lw.wv = s.matrix(layer(l, "self_attn.v_proj.weight"), kv, h);
-    lw.wo = s.matrix(layer(l, "self_attn.o_proj.weight"), h, q);
-    if (c.qkv_bias) {
-      lw.bq = s.vector(layer(l, "self_attn.q_proj.bias"), q);
-      lw.bk = s.vector(layer(l, "self_attn.k_proj.bias"), kv);
-      lw.bv = s.vector(layer(l, "self_attn.v_proj.bias"), kv);
-    }
-    lw.ffn_norm = s.vector(layer(l, "post_attention_layernorm.weight"), h, norm_add);
-    lw.w_gate = s.matrix(layer(l, "mlp.gate_proj.weight"), ffn, h);
-    lw.w_up = s.matrix(layer(l, "mlp.up_proj.weight"), ffn, h);
-    lw.w_down = s.matrix(layer(l, "mlp.down_proj.weight"), h, ffn);
-    w.layers.push_back(std::move(lw));
-  }
+  const float norm_offset = c.arch == Arch::kGemma ? 1.0f : 0.0f;
+  ModelWeights w = assemble_weights(c, shard, hf_naming(), s, norm_offset);
   if (c.model_name.empty()) {
     fs::path p = fs::path(dir).lexically_normal();
     if (!p.has_filename()) p = p.parent_path();  // "dir/" names the same directory

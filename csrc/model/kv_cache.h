@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace jarvis {
@@ -21,15 +22,15 @@ class KvCache {
   int page_size() const { return page_size_; }
   int n_kv_heads() const { return n_kv_heads_; }
   int head_dim() const { return head_dim_; }
-  size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+  size_t bytes() const { return 2 * elems_ * sizeof(float); }
   // Bytes one block costs over all layers (K and V): what a memory budget is divided by.
   static size_t block_bytes(int n_layers, int page_size, int n_kv_heads, int head_dim);
 
   // Start of block `block` of layer `layer` (index within this shard): [page_size, n_kv_heads, head_dim].
-  float* k_block(int layer, int block) { return k_.data() + offset(layer, block); }
-  float* v_block(int layer, int block) { return v_.data() + offset(layer, block); }
-  const float* k_block(int layer, int block) const { return k_.data() + offset(layer, block); }
-  const float* v_block(int layer, int block) const { return v_.data() + offset(layer, block); }
+  float* k_block(int layer, int block) { return k_.get() + offset(layer, block); }
+  float* v_block(int layer, int block) { return v_.get() + offset(layer, block); }
+  const float* k_block(int layer, int block) const { return k_.get() + offset(layer, block); }
+  const float* v_block(int layer, int block) const { return v_.get() + offset(layer, block); }
 
  private:
   size_t offset(int layer, int block) const {
@@ -37,7 +38,11 @@ class KvCache {
   }
   int n_layers_, num_blocks_, page_size_, n_kv_heads_, head_dim_;
   size_t block_elems_;
-  std::vector<float> k_, v_;
+  size_t elems_;  // per K and per V
+  // Left uninitialised on purpose: a large budget then costs address space, and memory only as
+  // blocks are first written (the OS maps zero pages lazily). Nothing reads a slot before it is
+  // written: attention reads only positions its sequence has stored.
+  std::unique_ptr<float[]> k_, v_;
 };
 
 // One sequence's part of a forward step: `n_tokens` new tokens at positions

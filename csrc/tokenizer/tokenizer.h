@@ -1,5 +1,9 @@
 // Text <-> token ids for the model families we serve: byte-level BPE (GPT-2 style: SmolLM2,
 // Llama 3, Qwen2) and SentencePiece-style BPE with byte fallback (Llama 2, TinyLlama, Gemma).
+// Ids equal HF `tokenizers` 0.22 (tests/python/test_tokenizer*.py): the pre-tokenizer regexes are
+// hand-written over Unicode 16 classes, Qwen2's NFC uses HF's Unicode 9.0 normalization data.
+// Not supported: added-token lstrip/rstrip/single_word flags, Metaspace prepend_scheme "first",
+// WordPiece/Unigram models. Create from data loaded by csrc/tokenizer/tokenizer_loader.h.
 #pragma once
 
 #include <cstdint>

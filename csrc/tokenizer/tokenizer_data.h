@@ -16,14 +16,15 @@ struct TokenizerData {
   std::string model;  // "gpt2" (byte-level BPE) or "llama" (SentencePiece-style BPE)
   std::string pre;    // pre-tokenizer name for byte-level BPE ("smollm", "llama-bpe", "qwen2", ...)
   std::vector<std::string> tokens;
-  std::vector<float> scores;       // SentencePiece merge priorities (may be empty for BPE)
+  std::vector<float> scores;       // SentencePiece merge priorities: higher merges first ("llama")
   std::vector<TokenType> token_types;
-  std::vector<std::string> merges; // "a b" pairs, rank order (byte-level BPE)
+  std::vector<std::string> merges; // "a b" pairs, rank order (byte-level BPE, "gpt2")
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t unk_id = -1;
   int32_t pad_id = -1;
-  std::vector<int32_t> eot_ids;    // extra end-of-turn ids (e.g. <|eot_id|>, <end_of_turn>)
+  std::vector<int32_t> eot_ids;    // extra end-of-generation ids (<|eot_id|>, <|im_end|>, <end_of_turn>,
+                                   // <|end|>, <|endoftext|>, ... when they are control tokens)
   bool add_bos = false;
   bool add_eos = false;
   bool add_space_prefix = false;   // SentencePiece "▁" prefix on the first word

@@ -4,6 +4,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <type_traits>
+
 #include "kernels/cuda/cuda_check.h"
 
 namespace jarvis::cuda {
@@ -29,9 +31,35 @@ cudaError_t dispatch_dtype(DType dtype, Fn&& fn) {
   return cudaErrorInvalidValue;
 }
 
+// Calls fn(std::integral_constant<int, D>{}) for the attention head sizes the supported models use
+// (64: SmolLM2 / Llama 3.2 1B, 128: Llama / Qwen / Mistral, 256: Gemma); others are an invalid value.
+template <typename Fn>
+cudaError_t dispatch_head_dim(int head_dim, Fn&& fn) {
+  switch (head_dim) {
+    case 64: return fn(std::integral_constant<int, 64>{});
+    case 128: return fn(std::integral_constant<int, 128>{});
+    case 256: return fn(std::integral_constant<int, 256>{});
+    default: return cudaErrorInvalidValue;
+  }
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Reads 16 bytes (8 halves or 4 floats) and widens them. src must be 16-byte aligned.
+template <typename T>
+__device__ __forceinline__ void load16_as_float(const T* src, float (&dst)[16 / sizeof(T)]) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(src);
+  const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 16 / static_cast<int>(sizeof(T)); ++i) dst[i] = to_float(e[i]);
 }
 
 }  // namespace jarvis::cuda

@@ -14,16 +14,13 @@
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/cuda/activation.h"
 #include "kernels/cuda/norm.h"
+#include "tests/gpu/gpu_test_util.h"
 
 namespace jarvis {
 namespace {
 
 using cuda::DType;
-
-bool have_cuda_device() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+using namespace gpu_test;
 
 class CudaKernels : public ::testing::TestWithParam<DType> {
  protected:
@@ -31,73 +28,6 @@ class CudaKernels : public ::testing::TestWithParam<DType> {
     if (!have_cuda_device()) GTEST_SKIP() << "no CUDA device found: GPU test skipped";
   }
 };
-
-uint16_t fp32_to_bf16(float f) {  // round to nearest even, as __float2bfloat16_rn
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fff + ((u >> 16) & 1);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-size_t elem_size(DType t) { return t == DType::kF32 ? 4 : 2; }
-
-// Host values rounded to the device dtype, so the CPU reference sees exactly what the GPU sees.
-std::vector<uint8_t> encode(const std::vector<float>& v, DType t) {
-  std::vector<uint8_t> out(v.size() * elem_size(t));
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (t == DType::kF32) {
-      std::memcpy(out.data() + 4 * i, &v[i], 4);
-    } else {
-      uint16_t h = t == DType::kF16 ? cpu::fp32_to_fp16(v[i]) : fp32_to_bf16(v[i]);
-      std::memcpy(out.data() + 2 * i, &h, 2);
-    }
-  }
-  return out;
-}
-
-std::vector<float> decode(const std::vector<uint8_t>& b, DType t) {
-  std::vector<float> out(b.size() / elem_size(t));
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (t == DType::kF32) {
-      std::memcpy(&out[i], b.data() + 4 * i, 4);
-    } else {
-      uint16_t h;
-      std::memcpy(&h, b.data() + 2 * i, 2);
-      out[i] = t == DType::kF16 ? cpu::fp16_to_fp32(h) : cpu::bf16_to_fp32(h);
-    }
-  }
-  return out;
-}
-
-// Relative tolerance: one rounding of the output to the dtype (2^-24, 2^-11, 2^-8) plus float
-// accumulation-order differences, with a factor of 4 of headroom.
-float tolerance(DType t) { return t == DType::kF32 ? 1e-5f : t == DType::kF16 ? 4e-3f : 3e-2f; }
-
-struct DeviceBuffer {
-  explicit DeviceBuffer(size_t bytes) { EXPECT_EQ(cudaMalloc(&ptr, bytes), cudaSuccess); }
-  ~DeviceBuffer() { cudaFree(ptr); }
-  void* ptr = nullptr;
-};
-
-void* upload(DeviceBuffer& d, const void* src, size_t bytes) {
-  EXPECT_EQ(cudaMemcpy(d.ptr, src, bytes, cudaMemcpyHostToDevice), cudaSuccess);
-  return d.ptr;
-}
-
-std::vector<float> random_values(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, float rel_tol) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    ASSERT_NEAR(got[i], want[i], rel_tol * (1.0f + std::fabs(want[i]))) << "at " << i;
-  }
-}
 
 TEST_P(CudaKernels, RmsNormMatchesCpu) {
   const DType t = GetParam();

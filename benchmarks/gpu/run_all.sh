@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# One-shot GPU check for a fresh GPU machine (meant for a 30-minute lease, done in < 10 minutes):
+#   1. GPU model, driver, date;
+#   2. build the CUDA kernels, jarvis_gpu_tests and the attention benchmark (archs 80 and 90);
+#   3. run the GPU tests (ctest -L gpu, or the test binary directly on the fallback build);
+#   4. compute-sanitizer memcheck and racecheck on a small subset of the GPU tests;
+#   5. the attention benchmark.
+# Everything goes to $OUT when set (the device tool brings it back), else build/gpu-results.
+#
+# Build paths. The GPU machines of this workplace reach no package registry, so nothing is
+# installed here. First choice: the project's CMake (-DJARVIS_CUDA=ON, Ninja or make), which needs
+# GTest, nlohmann_json and CLI11 to configure. If that configure fails, a direct build with nvcc
+# and g++ compiles only what the GPU tests need (kernels/, tests/gpu/) against GoogleTest built
+# from source: $GTEST_SRC, else /usr/src/googletest, else .gtest/ in the repo (carry it: on the
+# dev machine `mkdir -p .gtest && cp -r /usr/src/googletest/. .gtest/ && echo /.gtest/ >>
+# .git/info/exclude`, then name `.gtest` in the run's carry list). JARVIS_GPU_DIRECT=1 forces the
+# direct build; JOBS sets the parallelism (16).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+RES=${OUT:-$ROOT/build/gpu-results}
+mkdir -p "$RES"
+exec > >(tee "$RES/run_all.log") 2>&1
+JOBS=${JOBS:-16}
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+start_s=$(date +%s)
+step() { echo; echo "=== $* ($(($(date +%s) - start_s)) s)"; }
+status=0
+
+step "machine"
+date -u
+nvidia-smi || echo "nvidia-smi failed"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv || true
+"$NVCC" --version | tail -2
+
+step "build"
+BUILD=$ROOT/build-gpu
+TESTS=""
+BENCH=""
+GEN=Ninja
+command -v ninja >/dev/null || GEN="Unix Makefiles"
+if [ -z "${JARVIS_GPU_DIRECT:-}" ] && cmake -S "$ROOT" -B "$BUILD" -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DJARVIS_CUDA=ON \
+     -DCMAKE_CUDA_COMPILER="$NVCC" "-DCMAKE_CUDA_ARCHITECTURES=80;90" -DJARVIS_FUZZ=OFF \
+     -DJARVIS_PYTHON="$(command -v python3)" >"$RES/configure.log" 2>&1; then
+  if cmake --build "$BUILD" -j "$JOBS" --target jarvis_gpu_tests jarvis-gpu-attention-bench \
+       >"$RES/build.log" 2>&1; then
+    TESTS=$BUILD/bin/jarvis_gpu_tests
+    BENCH=$BUILD/bin/jarvis-gpu-attention-bench
+  else
+    echo "CMake build FAILED (tail of build.log):"; tail -40 "$RES/build.log"; status=1
+  fi
+else
+  if [ -n "${JARVIS_GPU_DIRECT:-}" ]; then
+    echo "JARVIS_GPU_DIRECT is set: CMake skipped"
+  else
+    echo "CMake configure failed (missing GTest / nlohmann_json / CLI11?); tail of configure.log:"
+    tail -15 "$RES/configure.log"
+  fi
+  echo "-> direct nvcc + g++ build of the GPU tests"
+  BUILD=$ROOT/build-gpu-direct
+  mkdir -p "$BUILD/obj"
+  G=""
+  for cand in "${GTEST_SRC:-}" /usr/src/googletest "$ROOT/.gtest"; do
+    [ -n "$cand" ] && [ -f "$cand/googletest/src/gtest-all.cc" ] && { G=$cand/googletest; break; }
+  done
+  CXXFLAGS="-std=c++17 -O2 -I$ROOT -I/usr/local/cuda/include -pthread -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter"
+  NVFLAGS="-std=c++17 -O3 -I$ROOT -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90"
+  NVFLAGS="$NVFLAGS -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror"
+  {
+    for f in "$ROOT"/kernels/*.cpp "$ROOT"/kernels/cpu/*.cpp; do echo "g++ $CXXFLAGS -c $f -o $BUILD/obj/k_$(basename "$f").o"; done
+    for f in "$ROOT"/kernels/cuda/*.cu; do echo "$NVCC $NVFLAGS -c $f -o $BUILD/obj/cu_$(basename "$f").o"; done
+    for f in "$ROOT"/tests/gpu/*_test.cpp; do echo "g++ $CXXFLAGS -isystem $G/include -c $f -o $BUILD/obj/t_$(basename "$f").o"; done
+    echo "g++ $CXXFLAGS -c $ROOT/benchmarks/gpu/attention_bench.cpp -o $BUILD/obj/b_attention_bench.o"
+    if [ -n "$G" ]; then
+      echo "g++ -std=c++17 -O2 -pthread -isystem $G/include -I$G -c $G/src/gtest-all.cc -o $BUILD/obj/g_gtest_all.o"
+      echo "g++ -std=c++17 -O2 -pthread -isystem $G/include -I$G -c $G/src/gtest_main.cc -o $BUILD/obj/g_gtest_main.o"
+    fi
+  } >"$BUILD/commands.txt"
+  if [ -z "$G" ]; then
+    echo "no GoogleTest sources found: tests cannot be built (see header)"
+    grep -v "/tests/gpu/" "$BUILD/commands.txt" >"$BUILD/c2" && mv "$BUILD/c2" "$BUILD/commands.txt"
+    status=1
+  fi
+  if xargs -P "$JOBS" -I{} sh -c '{}' <"$BUILD/commands.txt" >"$RES/build.log" 2>&1; then
+    LIBS="-L/usr/local/cuda/lib64 -lcudart -pthread"
+    K_OBJS=$(ls "$BUILD"/obj/k_*.o "$BUILD"/obj/cu_*.o)
+    mkdir -p "$BUILD/bin"
+    # shellcheck disable=SC2086
+    g++ -o "$BUILD/bin/jarvis-gpu-attention-bench" "$BUILD/obj/b_attention_bench.o" $K_OBJS $LIBS >>"$RES/build.log" 2>&1 &&
+      BENCH=$BUILD/bin/jarvis-gpu-attention-bench
+    if [ -n "$G" ]; then
+      # shellcheck disable=SC2086
+      g++ -o "$BUILD/bin/jarvis_gpu_tests" "$BUILD"/obj/t_*.o $K_OBJS "$BUILD"/obj/g_gtest_all.o \
+        "$BUILD"/obj/g_gtest_main.o $LIBS >>"$RES/build.log" 2>&1 && TESTS=$BUILD/bin/jarvis_gpu_tests
+    fi
+  else
+    echo "direct build FAILED (tail of build.log):"; tail -40 "$RES/build.log"; status=1
+  fi
+fi
+echo "tests: ${TESTS:-none}  bench: ${BENCH:-none}"
+
+if [ -n "$TESTS" ]; then
+  step "GPU tests"
+  if [ -f "$BUILD/CTestTestfile.cmake" ]; then
+    (cd "$BUILD" && ctest -L gpu --output-on-failure --timeout 300 -j 4) 2>&1 | tee "$RES/ctest_gpu.log" | tail -40
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  fi
+  # The binary itself too: one log with every test's name, time and skip reason.
+  "$TESTS" --gtest_color=no >"$RES/gpu_tests.log" 2>&1 || status=1
+  tail -25 "$RES/gpu_tests.log"
+
+  SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
+          /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
+  if [ -n "$SAN" ]; then
+    # A small subset: sanitizers slow kernels 10-100x. f16 covers the 16-bit load paths, f32 the others.
+    SUBSET='*CudaAttention.MixedBatch*/f16:*CudaAttention.SplitKv*/f32:*CudaAttention.SmolLm*/bf16'
+    SUBSET="$SUBSET:*CudaAttention.Rope*/f16:*CudaAttention.Embedding*/f16:*CudaKernels.*/f16"
+    for tool in memcheck racecheck; do
+      step "compute-sanitizer --tool $tool"
+      timeout 150 "$SAN" --tool "$tool" --error-exitcode 9 "$TESTS" --gtest_filter="$SUBSET" --gtest_color=no \
+        >"$RES/sanitizer_$tool.log" 2>&1
+      rc=$?
+      tail -8 "$RES/sanitizer_$tool.log"
+      echo "compute-sanitizer $tool exit code: $rc"
+      [ $rc -eq 0 ] || status=1
+    done
+  else
+    echo "compute-sanitizer not found: sanitizer runs skipped"
+  fi
+fi
+
+if [ -n "$BENCH" ]; then
+  step "attention benchmark"
+  timeout 120 "$BENCH" 2>&1 | tee "$RES/attention_bench.log"
+fi
+
+step "done: status $status"
+exit $status

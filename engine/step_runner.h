@@ -1,0 +1,38 @@
+// Runs one scheduled step through a model that holds every layer, the embedding and the head:
+// embed the step's tokens, run the layers over the paged KV cache, and compute logits only for
+// the rows someone reads (sampled last tokens, prompt rows whose logprobs were asked for).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "csrc/model/kv_cache.h"
+#include "csrc/model/model.h"
+#include "engine/scheduler.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace jarvis {
+
+class StepRunner {
+ public:
+  // Allocates the KV cache: num_blocks pages of page_size tokens. threads <= 0: all cores.
+  StepRunner(const Model& model, int num_blocks, int page_size, int threads);
+
+  // Runs the step. `rows` are indices into the step's tokens (concatenated in step order),
+  // ascending; returns their logits, [rows.size(), vocab], valid until the next run.
+  const float* run(const ScheduledStep& step, const std::vector<int>& rows);
+
+  int vocab() const { return model_.config().vocab_size; }
+  const KvCache& kv() const { return kv_; }
+
+ private:
+  const Model& model_;
+  cpu::ThreadPool pool_;
+  KvCache kv_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> hidden_;    // [step tokens, hidden]
+  std::vector<float> selected_;  // [rows, hidden]
+  std::vector<float> logits_;    // [rows, vocab]
+};
+
+}  // namespace jarvis

@@ -1,0 +1,172 @@
+// jarvis-serve: the OpenAI-compatible HTTP server over the continuous-batching engine.
+// With no arguments it serves the default model on 127.0.0.1:8000. SIGTERM/SIGINT: stop
+// accepting, let in-flight requests finish for --shutdown-grace-seconds, exit 0.
+#include <CLI/CLI.hpp>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "csrc/model/model.h"
+#include "csrc/tokenizer/tokenizer.h"
+#include "engine/engine.h"
+#include "metrics/serving_metrics.h"
+#include "server/api_server.h"
+
+namespace {
+
+struct Options {
+  std::string model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string served_model_name;
+  double shutdown_grace_s = 10.0;
+  jarvis::EngineConfig engine;
+  jarvis::server::ServerConfig server;
+};
+
+// "models/SmolLM2-135M-Instruct.Q4_1.gguf" -> "SmolLM2-135M-Instruct.Q4_1"
+std::string default_model_name(const std::string& path) {
+  std::string name = path;
+  while (name.size() > 1 && name.back() == '/') name.pop_back();
+  const size_t slash = name.find_last_of('/');
+  if (slash != std::string::npos) name = name.substr(slash + 1);
+  const std::string ext = ".gguf";
+  if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0) {
+    name.resize(name.size() - ext.size());
+  }
+  return name;
+}
+
+int run(Options& o) {
+  // Signals go to one thread that waits for them; every other thread (engine, HTTP) blocks them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a client that vanished is an error return, not a death
+
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<jarvis::Model> model = jarvis::load_model(o.model);
+  std::unique_ptr<jarvis::Tokenizer> tok = jarvis::Tokenizer::create(model->tokenizer_data());
+  const std::string name = o.served_model_name.empty() ? default_model_name(o.model) : o.served_model_name;
+  o.server.served_model_name = name;
+  o.server.model_aliases = {o.model, default_model_name(o.model)};
+
+  jarvis::metrics::ServingMetrics metrics(name);
+  jarvis::Engine engine(*model, *tok, o.engine, &metrics);
+  jarvis::server::ApiServer server(engine, *model, *tok, &metrics, o.server);
+  server.bind(o.host, o.port);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "jarvis-serve: model %s as \"%s\" (context %d tokens), ready in %.2f s\n", o.model.c_str(),
+               name.c_str(), engine.context_length(), load_s);
+  std::fprintf(stderr, "jarvis-serve: listening on http://%s:%d\n", o.host.c_str(), server.port());
+  std::fflush(stderr);
+
+  std::atomic<bool> served{false};
+  std::thread signal_thread([&] {
+    const timespec tick{0, 200 * 1000 * 1000};
+    while (!served) {
+      const int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig != SIGTERM && sig != SIGINT) continue;
+      std::fprintf(stderr, "jarvis-serve: %s: draining for up to %.1f s\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                   o.shutdown_grace_s);
+      std::fflush(stderr);
+      server.begin_shutdown();
+      engine.shutdown(std::chrono::milliseconds(static_cast<int64_t>(o.shutdown_grace_s * 1000)));
+      // The engine has ended every request; streams close right after. A connection still open
+      // past this point is a client that stopped reading: do not wait on it forever.
+      for (int i = 0; i < 50 && !served; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!served) {
+        std::fprintf(stderr, "jarvis-serve: connections still open after the grace period; exiting\n");
+        std::fflush(stderr);
+        std::_Exit(0);
+      }
+      return;
+    }
+  });
+  server.run();
+  served = true;
+  signal_thread.join();
+  engine.shutdown(std::chrono::milliseconds(0));
+  std::fprintf(stderr, "jarvis-serve: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  jarvis::EngineConfig& e = o.engine;
+  jarvis::server::ServerConfig& s = o.server;
+  if (const char* key = std::getenv("JARVIS_API_KEY")) s.api_key = key;
+  bool no_prefix_caching = false;
+
+  CLI::App app{"OpenAI-compatible HTTP server (completions, chat, streaming) over the Jarvis engine"};
+  app.add_option("-m,--model", o.model, "GGUF file or HF model directory")->capture_default_str();
+  app.add_option("--host", o.host, "address to listen on")->capture_default_str();
+  app.add_option("--port", o.port, "port to listen on (0: any free port)")->capture_default_str()->check(
+      CLI::Range(0, 65535));
+  app.add_option("--api-key", s.api_key, "require 'Authorization: Bearer <key>' (default: $JARVIS_API_KEY)");
+  app.add_option("--served-model-name", o.served_model_name, "model id in the API (default: the file name)");
+  app.add_option("--threads", e.threads, "CPU threads for the forward pass (0: all)")->capture_default_str()->check(
+      CLI::NonNegativeNumber);
+  app.add_option("--kv-cache-bytes", e.kv_cache_bytes, "KV cache budget in bytes (0: use --kv-cache-fraction)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--kv-cache-fraction", e.kv_cache_fraction, "of the available memory, when --kv-cache-bytes is 0")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--page-size", e.page_size, "tokens per KV block")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--max-num-seqs", e.max_num_seqs, "running sequences at most")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--max-batched-tokens", e.max_batched_tokens, "tokens per engine step")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--prefill-chunk", e.prefill_chunk, "prompt tokens of one sequence per step")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-waiting", e.max_waiting, "queued requests beyond this get 429")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--no-prefix-caching", no_prefix_caching, "do not share KV blocks of identical prompt prefixes");
+  app.add_option("--max-body-bytes", s.max_body_bytes, "larger request bodies get 413")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--http-threads", s.http.threads, "connections served at once")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app.add_option("--max-pending-connections", s.http.max_pending, "connections waiting for a thread; beyond: 503")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--request-timeout-seconds", s.http.request_timeout_s,
+                 "a request's line, headers and body must arrive within this")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--keep-alive-seconds", s.http.keep_alive_s, "idle time between requests on a connection")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--shutdown-grace-seconds", o.shutdown_grace_s, "on SIGTERM, time in-flight requests get to finish")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& err) {
+    return app.exit(err) == 0 ? 0 : 2;
+  }
+  e.prefix_caching = !no_prefix_caching;
+
+  try {
+    return run(o);
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "jarvis-serve: error: %s\n", err.what());
+    return 1;
+  }
+}

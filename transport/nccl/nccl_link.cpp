@@ -1,0 +1,97 @@
+#include "transport/nccl/nccl_link.h"
+
+#include <cstring>
+#include <string>
+#include <thread>
+
+namespace jarvis::transport {
+namespace {
+
+// One check for both libraries: throws with the call, file and line.
+#define JARVIS_NCCL_CHECK(call)                                                                       \
+  do {                                                                                                \
+    const ncclResult_t r_ = (call);                                                                   \
+    if (r_ != ncclSuccess && r_ != ncclInProgress)                                                    \
+      throw TransportError(std::string(#call) + " failed at " __FILE__ ":" + std::to_string(__LINE__) + \
+                           ": " + ncclGetErrorString(r_));                                            \
+  } while (0)
+#define JARVIS_CUDA_CHECK(call)                                                                       \
+  do {                                                                                                \
+    const cudaError_t e_ = (call);                                                                    \
+    if (e_ != cudaSuccess)                                                                            \
+      throw TransportError(std::string(#call) + " failed at " __FILE__ ":" + std::to_string(__LINE__) + \
+                           ": " + cudaGetErrorString(e_));                                            \
+  } while (0)
+
+// Control-link payload announcing one NCCL transfer: its length (the tag travels in the frame).
+struct Announce {
+  uint64_t bytes;
+};
+
+}  // namespace
+
+NcclLink::NcclLink(Link& control, int rank, int device, cudaStream_t stream, std::chrono::nanoseconds timeout)
+    : control_(control), rank_(rank), device_(device), stream_(stream), timeout_(timeout) {
+  if (rank != 0 && rank != 1) throw LinkSpecError("NcclLink: rank must be 0 or 1");
+  JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  ncclUniqueId id{};
+  if (rank_ == 0) {
+    JARVIS_NCCL_CHECK(ncclGetUniqueId(&id));
+    control_.send(MessageType::kData, 0, &id, sizeof(id));
+  } else {
+    Message m = control_.recv(timeout_);
+    if (m.payload.size() != sizeof(id)) throw FrameError("NcclLink: bad unique id from rank 0");
+    std::memcpy(&id, m.payload.data(), sizeof(id));
+  }
+  JARVIS_NCCL_CHECK(ncclCommInitRank(&comm_, 2, id, rank_));
+}
+
+NcclLink::~NcclLink() {
+  if (comm_ == nullptr) return;
+  if (aborted_) ncclCommAbort(comm_);
+  else ncclCommDestroy(comm_);
+}
+
+void NcclLink::send(uint32_t tag, const void* device_data, size_t bytes) {
+  if (aborted_) throw LinkBroken("NcclLink: communicator aborted");
+  const Announce a{bytes};
+  control_.send(MessageType::kData, tag, &a, sizeof(a));
+  JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  JARVIS_NCCL_CHECK(ncclSend(device_data, bytes, ncclUint8, 1 - rank_, comm_, stream_));
+}
+
+NcclLink::Received NcclLink::recv(void* device_data, size_t capacity, std::chrono::nanoseconds timeout) {
+  if (aborted_) throw LinkBroken("NcclLink: communicator aborted");
+  Message m = control_.recv(timeout);
+  Announce a{};
+  if (m.payload.size() != sizeof(a)) throw FrameError("NcclLink: control message is not a transfer announcement");
+  std::memcpy(&a, m.payload.data(), sizeof(a));
+  if (a.bytes > capacity)
+    throw FrameError("NcclLink: incoming " + std::to_string(a.bytes) + " bytes exceed the buffer of " +
+                     std::to_string(capacity));
+  JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  JARVIS_NCCL_CHECK(ncclRecv(device_data, a.bytes, ncclUint8, 1 - rank_, comm_, stream_));
+  return {m.tag, a.bytes};
+}
+
+void NcclLink::synchronize() {
+  const auto deadline = Clock::now() + timeout_;
+  for (;;) {
+    const cudaError_t e = cudaStreamQuery(stream_);
+    if (e == cudaSuccess) return;
+    if (e != cudaErrorNotReady) JARVIS_CUDA_CHECK(e);
+    ncclResult_t async = ncclSuccess;
+    JARVIS_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
+    // A peer that died mid-transfer leaves NCCL spinning forever; abort rather than hang.
+    if ((async != ncclSuccess && async != ncclInProgress) || Clock::now() > deadline) {
+      aborted_ = true;
+      ncclCommAbort(comm_);
+      comm_ = nullptr;
+      throw LinkBroken(std::string("NcclLink: transfer ") +
+                       (async != ncclSuccess ? std::string("failed: ") + ncclGetErrorString(async) : "timed out"));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+}
+
+}  // namespace jarvis::transport

@@ -59,7 +59,8 @@ void fingerprint_file(const std::string& path, FingerprintMode mode, Sha256& h) 
     return;
   }
   const uint64_t stride = (rest - kSampleBytes) / (kSamples - 1);
-  for (int i = 0; i < kSamples; ++i) h.update(p + region + i * stride, kSampleBytes);  // last one ends at n
+  for (int i = 0; i < kSamples - 1; ++i) h.update(p + region + i * stride, kSampleBytes);
+  h.update(p + n - kSampleBytes, kSampleBytes);  // the last sample ends exactly at the end
 }
 
 bool ends_with(const std::string& s, const char* suffix) {

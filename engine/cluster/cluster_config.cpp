@@ -4,10 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "transport/transport_error.h"
 
@@ -46,7 +45,8 @@ class Parser {
   int int_field(const Json& v, const std::string& field, int64_t lo, int64_t hi) const {
     if (!v.is_number_integer()) fail(field, "must be an integer, got " + v.dump());
     const int64_t x = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : v.get<int64_t>();
-    if (x < lo || x > hi) fail(field, std::to_string(x) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    if (x < lo || x > hi)
+      fail(field, std::to_string(x) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     return static_cast<int>(x);
   }
 
@@ -118,7 +118,8 @@ void parse_node(const Parser& p, const Json& j, size_t i, NodeConfig& n, int& fi
   n.name = p.string_field(j["name"], f + ".name");
   if (c.rank_of(n.name) >= 0) p.fail(f + ".name", "'" + n.name + "' is also the name of an earlier node");
   p.address(p.string_field(j["address"], f + ".address"), f + ".address", n);
-  if (j.contains("device")) n.device = parse_device(p.string_field(j["device"], f + ".device"), p.path() + ": " + f + ".device");
+  if (j.contains("device"))
+    n.device = parse_device(p.string_field(j["device"], f + ".device"), p.path() + ": " + f + ".device");
   if (j.contains("memory")) {
     const Json& m = j["memory"];
     if (m.is_string()) {
@@ -167,8 +168,8 @@ int64_t parse_byte_size(std::string_view text, const std::string& what) {
   double scale = 0;
   for (char& ch : unit) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   const std::pair<const char*, double> kUnits[] = {
-      {"", 1}, {"b", 1}, {"k", 0x1p10}, {"kib", 0x1p10}, {"m", 0x1p20}, {"mib", 0x1p20}, {"g", 0x1p30},
-      {"gib", 0x1p30}, {"t", 0x1p40}, {"tib", 0x1p40}, {"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12}};
+      {"", 1},         {"b", 1},      {"k", 0x1p10},   {"kib", 0x1p10}, {"m", 0x1p20}, {"mib", 0x1p20}, {"g", 0x1p30},
+      {"gib", 0x1p30}, {"t", 0x1p40}, {"tib", 0x1p40}, {"kb", 1e3},     {"mb", 1e6},   {"gb", 1e9},     {"tb", 1e12}};
   for (const auto& [name, mult] : kUnits) {
     if (unit == name) scale = mult;
   }
@@ -275,10 +276,12 @@ ClusterConfig parse_cluster_config(std::string_view json_text, const std::string
       lc.to = p.rank_ref(l["to"], f + ".to", c);
       if (lc.from == lc.to) p.fail(f, "joins rank " + std::to_string(lc.from) + " to itself");
       if (l.contains("delay")) {
-        lc.shape.delay = wrap_spec_errors(p, f + ".delay", [&] { return transport::parse_duration(p.string_field(l["delay"], f + ".delay")); });
+        lc.shape.delay = wrap_spec_errors(
+            p, f + ".delay", [&] { return transport::parse_duration(p.string_field(l["delay"], f + ".delay")); });
       }
       if (l.contains("jitter")) {
-        lc.shape.jitter = wrap_spec_errors(p, f + ".jitter", [&] { return transport::parse_duration(p.string_field(l["jitter"], f + ".jitter")); });
+        lc.shape.jitter = wrap_spec_errors(
+            p, f + ".jitter", [&] { return transport::parse_duration(p.string_field(l["jitter"], f + ".jitter")); });
       }
       if (l.contains("bandwidth")) {
         lc.shape.bits_per_second = wrap_spec_errors(p, f + ".bandwidth", [&] {

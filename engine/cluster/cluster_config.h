@@ -49,9 +49,9 @@ struct NodeConfig {
   std::string host;  // from "address": host or IPv4, or IPv6 without the brackets
   int port = 0;
   Device device;
-  int64_t memory_bytes = 0;       // 0: no budget given
-  std::optional<int> layers;      // count; nullopt when the file divides evenly
-  std::string model;              // resolved path; the cluster's model unless the node names one
+  int64_t memory_bytes = 0;   // 0: no budget given
+  std::optional<int> layers;  // count; nullopt when the file divides evenly
+  std::string model;          // resolved path; the cluster's model unless the node names one
 };
 
 struct LinkConfig {

@@ -18,7 +18,8 @@ std::vector<int> parse_split(std::string_view text) {
   size_t start = 0;
   while (true) {
     const size_t comma = text.find(',', start);
-    const std::string item(text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    const std::string item(
+        text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
     char* end = nullptr;
     errno = 0;
     const long v = item.empty() ? -1 : std::strtol(item.c_str(), &end, 10);
@@ -37,11 +38,11 @@ std::vector<ShardSpec> plan_split(int n_layers, int n_ranks, const std::optional
                                   EndsPlacement ends) {
   if (n_ranks < 1) throw InvalidArgument("the number of ranks must be >= 1, got " + std::to_string(n_ranks));
   if (n_layers < 1) throw InvalidArgument("the model has no layers (" + std::to_string(n_layers) + ")");
-  for (const auto& [what, r] : {std::pair<const char*, int>{"head (embedding)", ends.head_rank},
-                                {"tail (lm_head)", ends.tail_rank}}) {
+  for (const auto& [what, r] :
+       {std::pair<const char*, int>{"head (embedding)", ends.head_rank}, {"tail (lm_head)", ends.tail_rank}}) {
     if (r < 0 || r >= n_ranks) {
-      throw InvalidArgument(std::string("the ") + what + " is placed on rank " + std::to_string(r) + ", but ranks are 0.." +
-                            std::to_string(n_ranks - 1));
+      throw InvalidArgument(std::string("the ") + what + " is placed on rank " + std::to_string(r) +
+                            ", but ranks are 0.." + std::to_string(n_ranks - 1));
     }
   }
   std::vector<int> counts;
@@ -101,9 +102,9 @@ std::string describe_shard(int rank, const ShardSpec& s) { return "rank " + std:
 
 int64_t layer_weight_elements(const ModelConfig& c) {
   const int64_t h = c.hidden, q = c.q_dim(), kv = c.kv_dim(), ffn = c.ffn_hidden;
-  int64_t n = 2 * h;                    // attn_norm, ffn_norm
-  n += q * h + 2 * kv * h + h * q;      // wq, wk, wv, wo
-  n += 3 * ffn * h;                     // gate, up, down
+  int64_t n = 2 * h;                // attn_norm, ffn_norm
+  n += q * h + 2 * kv * h + h * q;  // wq, wk, wv, wo
+  n += 3 * ffn * h;                 // gate, up, down
   if (c.qkv_bias) n += q + 2 * kv;
   return n;
 }
@@ -157,8 +158,8 @@ void check_budget_count(const std::vector<ShardSpec>& shards, const std::vector<
 
 std::string shortfall(int rank, const ShardSpec& s, const ShardMemory& m, int64_t budget) {
   return "rank " + std::to_string(rank) + " needs " + format_bytes(m.total()) + " (weights " +
-         format_bytes(m.layer_weights + m.end_weights) + " for " + holdings(s) +
-         ", KV cache " + format_bytes(m.kv_cache) + ") but its memory budget is " + format_bytes(budget);
+         format_bytes(m.layer_weights + m.end_weights) + " for " + holdings(s) + ", KV cache " +
+         format_bytes(m.kv_cache) + ") but its memory budget is " + format_bytes(budget);
 }
 
 }  // namespace
@@ -182,8 +183,8 @@ int64_t max_kv_blocks(const ModelConfig& c, const std::vector<ShardSpec>& shards
     const ShardMemory m = estimate_shard_memory(c, shards[r], 1, page_size, bytes_per_weight);
     const int64_t weights = m.layer_weights + m.end_weights;
     if (weights > budgets[r]) {
-      throw InvalidArgument(shortfall(static_cast<int>(r), shards[r], ShardMemory{m.layer_weights, m.end_weights, 0},
-                                      budgets[r]));
+      throw InvalidArgument(
+          shortfall(static_cast<int>(r), shards[r], ShardMemory{m.layer_weights, m.end_weights, 0}, budgets[r]));
     }
     if (m.kv_cache == 0) continue;  // no layers: holds no KV
     const int64_t fit = (budgets[r] - weights) / m.kv_cache;

@@ -32,8 +32,8 @@ std::vector<int> parse_split(std::string_view text);
 // elsewhere); a rank with nothing to do would only add a hop. Throws InvalidArgument for: n_ranks
 // < 1, split size != n_ranks, sum != n_layers, a negative count, an idle rank, head/tail rank out
 // of range, fewer layers than ranks without a split.
-std::vector<ShardSpec> plan_split(int n_layers, int n_ranks, const std::optional<std::vector<int>>& split = std::nullopt,
-                                  EndsPlacement ends = {});
+std::vector<ShardSpec> plan_split(int n_layers, int n_ranks,
+                                  const std::optional<std::vector<int>>& split = std::nullopt, EndsPlacement ends = {});
 
 // "rank 0: layers [0, 10) + embedding + head" -- for logs and error messages.
 std::string describe_shard(int rank, const ShardSpec& shard);

@@ -1,7 +1,6 @@
 #include "engine/cluster/rendezvous.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "engine/cluster/role.h"
@@ -58,10 +57,11 @@ RankHello RankHello::make(int rank, int world_size, const ShardSpec& shard, cons
 }
 
 std::string RankHello::to_json() const {
-  return Json{{"protocol", protocol}, {"engine_version", engine_version}, {"model_hash", model_hash},
-              {"rank", rank}, {"world_size", world_size}, {"first_layer", shard.first_layer},
+  return Json{{"protocol", protocol},         {"engine_version", engine_version},
+              {"model_hash", model_hash},     {"rank", rank},
+              {"world_size", world_size},     {"first_layer", shard.first_layer},
               {"end_layer", shard.end_layer}, {"has_embedding", shard.has_embedding},
-              {"has_head", shard.has_head}, {"host", host}}
+              {"has_head", shard.has_head},   {"host", host}}
       .dump();
 }
 
@@ -141,8 +141,8 @@ std::vector<RankHello> rendezvous_leader(const RankHello& mine, const std::vecto
         problem = link->describe() + " says it is rank " + std::to_string(h.rank) + ", outside 1.." +
                   std::to_string(world - 1);
       } else if (seen[h.rank]) {
-        problem = "two processes say they are rank " + std::to_string(h.rank) + " (" + by_rank[h.rank].host +
-                  " and " + h.host + ")";
+        problem = "two processes say they are rank " + std::to_string(h.rank) + " (" + by_rank[h.rank].host + " and " +
+                  h.host + ")";
       } else {
         seen[h.rank] = true;
         by_rank[h.rank] = h;
@@ -180,8 +180,8 @@ void rendezvous_follower(transport::Link& to_leader, const RankHello& mine, std:
   } catch (const Json::exception& e) {
     throw RendezvousError(to_leader.describe() + ": malformed rendezvous answer from rank 0: " + e.what());
   }
-  throw RendezvousError("rendezvous failed (rank " + std::to_string(mine.rank) + "): " +
-                        verdict.value("error", std::string("rank 0 gave no reason")));
+  throw RendezvousError("rendezvous failed (rank " + std::to_string(mine.rank) +
+                        "): " + verdict.value("error", std::string("rank 0 gave no reason")));
 }
 
 }  // namespace jarvis

@@ -37,8 +37,8 @@ struct RankHello {
   std::string model_hash;  // model_identity.h model_fingerprint
   int rank = 0;
   int world_size = 0;
-  ShardSpec shard;         // end_layer resolved
-  std::string host;        // for messages only
+  ShardSpec shard;   // end_layer resolved
+  std::string host;  // for messages only
 
   static RankHello make(int rank, int world_size, const ShardSpec& shard, const std::string& model_hash);
   std::string to_json() const;

@@ -16,10 +16,8 @@ struct EnvPair {
 };
 
 constexpr EnvPair kLaunchers[] = {
-    {"JARVIS_RANK", nullptr},
-    {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-    {"PMIX_RANK", nullptr},
-    {"PMI_RANK", "PMI_SIZE"},
+    {"JARVIS_RANK", nullptr},         {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+    {"PMIX_RANK", nullptr},           {"PMI_RANK", "PMI_SIZE"},
     {"SLURM_PROCID", "SLURM_NTASKS"},
 };
 
@@ -79,9 +77,10 @@ Role discover_role(const ClusterConfig& c, std::optional<int> explicit_rank, con
   if (matches.size() == 1) return Role{matches[0], "hostname '" + host + "'"};
   std::string why = matches.empty() ? "no node is named '" + host + "' or has it as its address host"
                                     : std::to_string(matches.size()) + " nodes match host '" + host + "'";
-  throw ClusterConfigError("cannot tell which rank this process is: no --rank, no launcher rank variable "
-                           "(JARVIS_RANK, OMPI_COMM_WORLD_RANK, PMIX_RANK, PMI_RANK, SLURM_PROCID), and " +
-                           why);
+  throw ClusterConfigError(
+      "cannot tell which rank this process is: no --rank, no launcher rank variable "
+      "(JARVIS_RANK, OMPI_COMM_WORLD_RANK, PMIX_RANK, PMI_RANK, SLURM_PROCID), and " +
+      why);
 }
 
 }  // namespace jarvis

@@ -14,7 +14,7 @@ class Sha256 {
   Sha256() { reset(); }
   void reset();
   void update(const void* data, size_t bytes);
-  void update_u64(uint64_t v);  // 8 bytes little-endian: lengths and offsets mixed into a digest
+  void update_u64(uint64_t v);       // 8 bytes little-endian: lengths and offsets mixed into a digest
   std::array<uint8_t, 32> finish();  // the object must be reset() before reuse
   std::string finish_hex();
 

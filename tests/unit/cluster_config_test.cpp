@@ -1,10 +1,11 @@
 // Cluster file parsing (engine/cluster/cluster_config.h) and rank discovery (role.h).
+#include "engine/cluster/cluster_config.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
 #include <string>
 
-#include "engine/cluster/cluster_config.h"
 #include "engine/cluster/role.h"
 #include "transport/transport_error.h"
 
@@ -28,7 +29,8 @@ std::string error_of(const std::string& json) {
 std::string two_nodes(const std::string& node1_extra = "", const std::string& top_extra = "") {
   return R"({"model": "m.gguf", )" + top_extra + R"("nodes": [
     {"name": "a", "address": "127.0.0.1:7000"},
-    {"name": "b", "address": "127.0.0.1:7001")" + node1_extra + "}]}";
+    {"name": "b", "address": "127.0.0.1:7001")" +
+         node1_extra + "}]}";
 }
 
 }  // namespace
@@ -37,7 +39,8 @@ TEST(ClusterConfig, ReadsTheExampleFile) {
   const ClusterConfig c = read_cluster_config(kExample);
   ASSERT_EQ(c.n_ranks(), 3);
   // Relative model paths are anchored at the cluster file's folder.
-  EXPECT_EQ(c.model, std::string(JARVIS_SOURCE_DIR) + "/engine/cluster/examples/../../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+  EXPECT_EQ(c.model, std::string(JARVIS_SOURCE_DIR) +
+                         "/engine/cluster/examples/../../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
   EXPECT_EQ(c.nodes[1].name, "rank1");
   EXPECT_EQ(c.nodes[1].host, "127.0.0.1");
   EXPECT_EQ(c.nodes[1].port, 7101);
@@ -78,8 +81,8 @@ TEST(ClusterConfig, OptionalFieldsAndForms) {
   EXPECT_FALSE(c.split().has_value());  // no layers anywhere: divide evenly
   EXPECT_EQ(c.ends.head_rank, 1);
   EXPECT_EQ(c.ends.tail_rank, 1);
-  const ClusterConfig v6 = parse_cluster_config(
-      R"({"model": "m", "nodes": [{"name": "a", "address": "[::1]:80", "layers": [0, 3]}]})", "");
+  const ClusterConfig v6 =
+      parse_cluster_config(R"({"model": "m", "nodes": [{"name": "a", "address": "[::1]:80", "layers": [0, 3]}]})", "");
   EXPECT_EQ(v6.nodes[0].host, "::1");
   EXPECT_EQ(v6.nodes[0].port, 80);
   EXPECT_EQ(v6.split(), std::vector<int>{3});
@@ -116,11 +119,14 @@ TEST(ClusterConfig, EveryMalformedFieldIsNamed) {
       {R"({"model": "m", "nodes": [{"name": "a", "address": "h:1", "layers": 3}, {"name": "b", "address": "h:2"}]})",
        "nodes[1].layers: missing, but nodes[0] has layers"},
       {R"({"model": "m", "nodes": [{"name": "a", "address": "h:1", "layers": -3}]})", "nodes[0].layers: -3 is outside"},
-      {R"({"model": "m", "nodes": [{"name": "a", "address": "h:1", "layers": "3"}]})", "nodes[0].layers: must be an integer"},
-      {R"({"model": "m", "nodes": [{"name": "a", "address": "h:1", "layers": [0]}]})", "nodes[0].layers: a range must be [first, end)"},
+      {R"({"model": "m", "nodes": [{"name": "a", "address": "h:1", "layers": "3"}]})",
+       "nodes[0].layers: must be an integer"},
+      {R"({"model": "m", "nodes": [{"name": "a", "address": "h:1", "layers": [0]}]})",
+       "nodes[0].layers: a range must be [first, end)"},
       {R"({"model": "m", "nodes": [{"name": "a", "address": "h:1", "layers": [5, 2]}]})", "ends before it starts"},
       {R"({"model": "m", "nodes": [{"name": "a", "address": "h:1", "layers": [0, 10]},
-          {"name": "b", "address": "h:2", "layers": [11, 20]}]})", "nodes[1].layers: range [11,20] must start at layer 10"},
+          {"name": "b", "address": "h:2", "layers": [11, 20]}]})",
+       "nodes[1].layers: range [11,20] must start at layer 10"},
       // ends and links
       {two_nodes("", R"("head": "c", )"), "head: no node is named 'c'"},
       {two_nodes("", R"("tail": 2, )"), "tail: 2 is outside [0, 1]"},
@@ -131,7 +137,8 @@ TEST(ClusterConfig, EveryMalformedFieldIsNamed) {
       {two_nodes("", R"("links": [{"from": "a", "to": "b", "delay": "2 weeks"}], )"), "links[0].delay: bad duration"},
       {two_nodes("", R"("links": [{"from": "a", "to": "b", "jitter": 5}], )"), "links[0].jitter: must be a string"},
       {two_nodes("", R"("links": [{"from": "a", "to": "b", "bandwidth": "fast"}], )"), "links[0].bandwidth:"},
-      {two_nodes("", R"("links": [{"from": "a", "to": "b", "delay": "1ms", "loss": "1%"}], )"), "links[0].loss: unknown field"},
+      {two_nodes("", R"("links": [{"from": "a", "to": "b", "delay": "1ms", "loss": "1%"}], )"),
+       "links[0].loss: unknown field"},
   };
   for (const auto& [json, expected] : cases) {
     const std::string e = error_of(json);
@@ -173,8 +180,10 @@ TEST(ClusterRole, PrecedenceRankThenLauncherThenHost) {
   const ClusterConfig c = read_cluster_config(kExample);
   const EnvLookup none = fake_env({});
   EXPECT_EQ(discover_role(c, 2, fake_env({{"OMPI_COMM_WORLD_RANK", "1"}}), "rank0").rank, 2);
-  EXPECT_EQ(discover_role(c, std::nullopt, fake_env({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "3"}}),
-                          "rank0").rank, 1);
+  EXPECT_EQ(
+      discover_role(c, std::nullopt, fake_env({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "3"}}), "rank0")
+          .rank,
+      1);
   const Role slurm = discover_role(c, std::nullopt, fake_env({{"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "3"}}), "x");
   EXPECT_EQ(slurm.rank, 2);
   EXPECT_EQ(slurm.source, "SLURM_PROCID");
@@ -205,7 +214,8 @@ TEST(ClusterRole, ErrorsSayWhatWasTried) {
   EXPECT_NE(message(std::nullopt, {{"SLURM_PROCID", "5"}}, "x").find("SLURM_PROCID gives rank 5"), std::string::npos);
   EXPECT_NE(message(std::nullopt, {{"PMI_RANK", "one"}}, "x").find("PMI_RANK='one' is not"), std::string::npos);
   EXPECT_NE(message(std::nullopt, {{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "4"}}, "x")
-                .find("OMPI_COMM_WORLD_SIZE=4 processes were launched but"), std::string::npos);
+                .find("OMPI_COMM_WORLD_SIZE=4 processes were launched but"),
+            std::string::npos);
   const std::string none = message(std::nullopt, {}, "elsewhere");
   EXPECT_NE(none.find("no node is named 'elsewhere'"), std::string::npos) << none;
   EXPECT_NE(none.find("SLURM_PROCID"), std::string::npos) << none;

@@ -6,6 +6,7 @@
 #include "csrc/gguf/gguf_file.h"
 #include "csrc/model/kv_cache.h"
 #include "csrc/util/error.h"
+#include "engine/cluster/cluster_plan.h"
 #include "engine/cluster/model_identity.h"
 #include "engine/cluster/placement.h"
 
@@ -75,16 +76,24 @@ TEST(ClusterPlacement, ExplicitSplitAndEnds) {
 }
 
 TEST(ClusterPlacement, SplitErrorsSayWhatIsWrong) {
-  EXPECT_NE(error_of([] { plan_split(30, 3, std::vector<int>{10, 10}); }).find("names 2 ranks but there are 3"),
+  EXPECT_NE(error_of([] {
+              plan_split(30, 3, std::vector<int>{10, 10});
+            }).find("names 2 ranks but there are 3"),
             std::string::npos);
-  EXPECT_NE(error_of([] { plan_split(30, 3, std::vector<int>{10, 10, 11}); }).find("sums to 31 layers but the model has 30"),
+  EXPECT_NE(error_of([] {
+              plan_split(30, 3, std::vector<int>{10, 10, 11});
+            }).find("sums to 31 layers but the model has 30"),
             std::string::npos);
-  EXPECT_NE(error_of([] { plan_split(30, 3, std::vector<int>{10, 20, 0}); }).find("rank 2 would hold no layers"),
+  EXPECT_NE(error_of([] {
+              plan_split(30, 3, std::vector<int>{10, 20, 0});
+            }).find("rank 2 would hold no layers"),
             std::string::npos);
   EXPECT_NE(error_of([] { plan_split(30, 3, std::vector<int>{-1, 21, 10}); }).find("negative"), std::string::npos);
   EXPECT_NE(error_of([] { plan_split(2, 3); }).find("cannot divide 2 layers over 3 ranks"), std::string::npos);
   EXPECT_NE(error_of([] { plan_split(30, 0); }).find("ranks must be >= 1"), std::string::npos);
-  EXPECT_NE(error_of([] { plan_split(30, 3, std::nullopt, EndsPlacement{3, 0}); }).find("head (embedding) is placed on rank 3"),
+  EXPECT_NE(error_of([] {
+              plan_split(30, 3, std::nullopt, EndsPlacement{3, 0});
+            }).find("head (embedding) is placed on rank 3"),
             std::string::npos);
   EXPECT_NE(error_of([] { plan_split(30, 3, std::nullopt, EndsPlacement{0, -1}); }).find("tail"), std::string::npos);
 }
@@ -163,4 +172,45 @@ TEST(ClusterPlacement, FormatBytes) {
   EXPECT_EQ(format_bytes(512), "512 B");
   EXPECT_EQ(format_bytes(1536), "1.50 KiB");
   EXPECT_EQ(format_bytes(int64_t{3} << 30), "3.00 GiB");
+}
+
+TEST(ClusterPlan, FromFlagsAndFromTheExampleFile) {
+  // The example: 2 GiB / 1 GiB / 1 GiB for 10 layers each on SmolLM2 at float32. The KV blocks
+  // are what the tightest rank has room for, and the resulting plan passes the check.
+  const ClusterConfig cluster =
+      read_cluster_config(std::string(JARVIS_SOURCE_DIR) + "/engine/cluster/examples/smollm2-3-local.json");
+  const PlanRequest req = plan_request(cluster);
+  const ClusterPlan plan = make_plan(req);
+  ASSERT_EQ(plan.shards.size(), 3u);
+  EXPECT_EQ(plan.kv_blocks, max_kv_blocks(plan.model, plan.shards, req.budgets, req.page_size));
+  EXPECT_GT(plan.kv_blocks, 0);
+  for (size_t r = 0; r < 3; ++r) EXPECT_LE(plan.memory[r].total(), req.budgets[r]) << r;
+  EXPECT_NE(describe_plan(plan, req.budgets).find("rank 2: layers [20, 30) -- weights"), std::string::npos);
+
+  PlanRequest flags;
+  flags.model_path = kModel;
+  flags.n_ranks = 3;
+  flags.split = parse_split("1,28,1");
+  EXPECT_EQ(make_plan(flags).kv_blocks, 0);  // no budgets: the engine sizes the KV itself
+  flags.split = parse_split("1,28,2");
+  EXPECT_NE(error_of([&] { make_plan(flags); }).find("sums to 31 layers but the model has 30"), std::string::npos);
+  // A budget that holds rank 1's 28 layers' weights but not a single KV block.
+  flags.split = parse_split("1,28,1");
+  const auto shards = plan_split(30, 3, flags.split);
+  const ModelConfig c = read_model_config(kModel);
+  flags.budgets = {0, estimate_shard_memory(c, shards[1], 0, 16).total() + 1, 0};
+  const std::string e = error_of([&] { make_plan(flags); });
+  EXPECT_NE(e.find("rank 1 needs"), std::string::npos) << e;
+  flags.model_path = "/nonexistent.gguf";
+  EXPECT_THROW(make_plan(flags), ModelFileError);
+}
+
+TEST(ClusterPlan, RankMemoryFlag) {
+  EXPECT_EQ(parse_rank_memory("", 2), (std::vector<int64_t>{0, 0}));
+  EXPECT_EQ(parse_rank_memory("1GiB", 2), (std::vector<int64_t>{int64_t{1} << 30, int64_t{1} << 30}));
+  EXPECT_EQ(parse_rank_memory("0:2GiB,2:512MiB", 3), (std::vector<int64_t>{int64_t{2} << 30, 0, int64_t{512} << 20}));
+  EXPECT_NE(error_of([] { parse_rank_memory("3:1GiB", 3); }).find("names rank 3 but ranks are 0..2"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { parse_rank_memory("a:1GiB", 3); }).find("is not RANK:SIZE"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_rank_memory("0:lots", 3); }).find("'lots' is not a memory size"), std::string::npos);
 }

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <iterator>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -180,7 +180,8 @@ TEST(ClusterRendezvous, ModelHashMismatchFailsEveryRank) {
     EXPECT_FALSE(out[r].ok);
     EXPECT_NE(out[r].error.find("rank 2"), std::string::npos) << out[r].error;
     EXPECT_NE(out[r].error.find("has model hash 1f3a001122334455..., rank 0 has 9c4e001122334455..."),
-              std::string::npos) << out[r].error;
+              std::string::npos)
+        << out[r].error;
   }
 }
 
@@ -190,7 +191,8 @@ TEST(ClusterRendezvous, VersionAndProtocolMismatch) {
   auto out = run(h);
   EXPECT_NE(out[0].error.find("rank 1"), std::string::npos) << out[0].error;
   EXPECT_NE(out[0].error.find("runs engine version 0.0.9 (protocol 1), rank 0 runs " + engine_version()),
-            std::string::npos) << out[0].error;
+            std::string::npos)
+      << out[0].error;
   EXPECT_EQ(out[1].error.find("rendezvous failed (rank 1)"), 0u) << out[1].error;
   h = hellos(2);
   h[1].protocol = kRendezvousProtocol + 1;
@@ -205,7 +207,8 @@ TEST(ClusterRendezvous, WrongShardWorldOrRank) {
   h[1].shard.end_layer = 19;
   auto out = run(h, plan_split(30, 3));
   EXPECT_NE(out[2].error.find("rank 1 (" + h[1].host + ") holds layers [10, 19) but the plan gives it layers [10, 20)"),
-            std::string::npos) << out[2].error;
+            std::string::npos)
+      << out[2].error;
   h = hellos(3);
   h[2].world_size = 4;
   out = run(h);

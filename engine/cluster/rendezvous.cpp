@@ -56,18 +56,18 @@ RankHello RankHello::make(int rank, int world_size, const ShardSpec& shard, cons
   return h;
 }
 
-std::string RankHello::to_json() const {
-  return Json{{"protocol", protocol},         {"engine_version", engine_version},
-              {"model_hash", model_hash},     {"rank", rank},
-              {"world_size", world_size},     {"first_layer", shard.first_layer},
-              {"end_layer", shard.end_layer}, {"has_embedding", shard.has_embedding},
-              {"has_head", shard.has_head},   {"host", host}}
-      .dump();
+namespace {
+
+Json hello_json(const RankHello& h) {
+  return Json{{"protocol", h.protocol},         {"engine_version", h.engine_version},
+              {"model_hash", h.model_hash},     {"rank", h.rank},
+              {"world_size", h.world_size},     {"first_layer", h.shard.first_layer},
+              {"end_layer", h.shard.end_layer}, {"has_embedding", h.shard.has_embedding},
+              {"has_head", h.shard.has_head},   {"host", h.host}};
 }
 
-RankHello RankHello::from_json(const std::string& text, const std::string& from) {
+RankHello hello_from(const Json& j, const std::string& from) {
   try {
-    const Json j = Json::parse(text);
     RankHello h;
     h.protocol = j.at("protocol").get<int>();
     // A peer speaking another protocol may lack the other fields: report the protocol first.
@@ -91,6 +91,22 @@ RankHello RankHello::from_json(const std::string& text, const std::string& from)
   }
 }
 
+Json parse_json(const std::string& text, const std::string& from) {
+  try {
+    return Json::parse(text);
+  } catch (const Json::exception& e) {
+    throw RendezvousError(from + ": malformed rendezvous message: " + e.what());
+  }
+}
+
+}  // namespace
+
+std::string RankHello::to_json() const { return hello_json(*this).dump(); }
+
+RankHello RankHello::from_json(const std::string& text, const std::string& from) {
+  return hello_from(parse_json(text, from), from);
+}
+
 std::optional<std::string> hello_mismatch(const RankHello& me, const RankHello& o,
                                           const std::optional<ShardSpec>& expected) {
   const std::string r = "rank " + std::to_string(o.rank) + (o.host.empty() ? "" : " (" + o.host + ")");
@@ -112,50 +128,95 @@ std::optional<std::string> hello_mismatch(const RankHello& me, const RankHello& 
   return std::nullopt;
 }
 
+namespace {
+
+// Rank 0's bookkeeping: every hello seen so far, and the first problem.
+class Checker {
+ public:
+  Checker(const RankHello& mine, const std::vector<ShardSpec>& plan, size_t links, bool star)
+      : mine_(mine), plan_(plan) {
+    const int world = mine.world_size;
+    by_rank_.resize(static_cast<size_t>(std::max(world, 1)));
+    seen_.assign(by_rank_.size(), false);
+    by_rank_[0] = mine;
+    seen_[0] = true;
+    if (star && static_cast<int>(links) != world - 1) {
+      note("rank 0 has " + std::to_string(links) + " links for " + std::to_string(world) + " ranks");
+    }
+    if (!plan.empty()) {
+      if (static_cast<int>(plan.size()) != world) {
+        note("the plan has " + std::to_string(plan.size()) + " shards for " + std::to_string(world) + " ranks");
+      } else if (auto m = hello_mismatch(mine, mine, plan[0])) {
+        note(*m);
+      }
+    }
+  }
+
+  void add(const RankHello& h, const std::string& from) {
+    if (problem_) return;
+    const int world = mine_.world_size;
+    if (h.rank <= 0 || h.rank >= world) {
+      note(from + " says it is rank " + std::to_string(h.rank) + ", outside 1.." + std::to_string(world - 1));
+    } else if (seen_[h.rank]) {
+      note("two processes say they are rank " + std::to_string(h.rank) + " (" + by_rank_[h.rank].host + " and " +
+           h.host + ")");
+    } else {
+      seen_[h.rank] = true;
+      by_rank_[h.rank] = h;
+      if (auto m = hello_mismatch(mine_, h, plan_.empty() ? std::nullopt : std::optional<ShardSpec>(plan_[h.rank]))) {
+        note(*m);
+      }
+    }
+  }
+
+  void note(const std::string& problem) {
+    if (!problem_) problem_ = problem;
+  }
+  const std::optional<std::string>& problem() const { return problem_; }
+  Json verdict() const { return problem_ ? Json{{"ok", false}, {"error", *problem_}} : Json{{"ok", true}}; }
+  std::vector<RankHello> hellos() const { return by_rank_; }
+
+ private:
+  const RankHello& mine_;
+  const std::vector<ShardSpec>& plan_;
+  std::vector<RankHello> by_rank_;
+  std::vector<bool> seen_;
+  std::optional<std::string> problem_;
+};
+
+// Throws RendezvousError unless the verdict says ok.
+void accept_verdict(const Json& verdict, const std::string& from, int rank) {
+  bool ok = false;
+  try {
+    ok = verdict.at("ok").get<bool>();
+  } catch (const Json::exception& e) {
+    throw RendezvousError(from + ": malformed rendezvous answer from rank 0: " + e.what());
+  }
+  if (!ok) {
+    throw RendezvousError("rendezvous failed (rank " + std::to_string(rank) +
+                          "): " + verdict.value("error", std::string("rank 0 gave no reason")));
+  }
+}
+
+}  // namespace
+
 std::vector<RankHello> rendezvous_leader(const RankHello& mine, const std::vector<transport::Link*>& links,
                                          const std::vector<ShardSpec>& plan, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
-  const int world = mine.world_size;
-  std::vector<RankHello> by_rank(static_cast<size_t>(std::max(world, 1)));
-  by_rank[0] = mine;
-  std::vector<bool> seen(by_rank.size(), false);
-  seen[0] = true;
-  std::optional<std::string> problem;
-  if (static_cast<int>(links.size()) != world - 1) {
-    problem = "rank 0 has " + std::to_string(links.size()) + " links for " + std::to_string(world) + " ranks";
-  }
-  if (!plan.empty() && !problem) {
-    if (static_cast<int>(plan.size()) != world) {
-      problem = "the plan has " + std::to_string(plan.size()) + " shards for " + std::to_string(world) + " ranks";
-    } else if (auto m = hello_mismatch(mine, mine, plan[0])) {
-      problem = *m;
-    }
-  }
+  Checker check(mine, plan, links.size(), true);
   // Collect every hello even after a problem, so each rank gets the verdict rather than a timeout.
   std::optional<transport::LinkTimeout> silent;
   for (transport::Link* link : links) {
     try {
-      const RankHello h = RankHello::from_json(receive_text(*link, deadline), link->describe());
-      if (problem) continue;
-      if (h.rank <= 0 || h.rank >= world) {
-        problem = link->describe() + " says it is rank " + std::to_string(h.rank) + ", outside 1.." +
-                  std::to_string(world - 1);
-      } else if (seen[h.rank]) {
-        problem = "two processes say they are rank " + std::to_string(h.rank) + " (" + by_rank[h.rank].host + " and " +
-                  h.host + ")";
-      } else {
-        seen[h.rank] = true;
-        by_rank[h.rank] = h;
-        problem = hello_mismatch(mine, h, plan.empty() ? std::nullopt : std::optional<ShardSpec>(plan[h.rank]));
-      }
+      check.add(RankHello::from_json(receive_text(*link, deadline), link->describe()), link->describe());
     } catch (const transport::LinkTimeout& e) {
       if (!silent) silent.emplace(e);
-      if (!problem) problem = std::string("a rank did not say hello in time: ") + e.what();
+      check.note(std::string("a rank did not say hello in time: ") + e.what());
     } catch (const RendezvousError& e) {
-      if (!problem) problem = e.what();
+      check.note(e.what());
     }
   }
-  const Json verdict = problem ? Json{{"ok", false}, {"error", *problem}} : Json{{"ok", true}};
+  const Json verdict = check.verdict();
   for (transport::Link* link : links) {
     try {
       send_json(*link, verdict);
@@ -163,25 +224,59 @@ std::vector<RankHello> rendezvous_leader(const RankHello& mine, const std::vecto
       // That rank is gone; the others still hear the verdict, and rank 0 reports below.
     }
   }
-  if (silent) throw transport::LinkTimeout(*problem);
-  if (problem) throw RendezvousError("rendezvous failed: " + *problem);
-  return by_rank;
+  if (silent) throw transport::LinkTimeout(*check.problem());
+  if (check.problem()) throw RendezvousError("rendezvous failed: " + *check.problem());
+  return check.hellos();
+}
+
+std::vector<RankHello> rendezvous_ring(const RankHello& mine, transport::Link* from_prev, transport::Link* to_next,
+                                       const std::vector<ShardSpec>& plan, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  if (mine.world_size <= 1) {
+    Checker check(mine, plan, 0, false);
+    if (check.problem()) throw RendezvousError("rendezvous failed: " + *check.problem());
+    return check.hellos();
+  }
+  if (from_prev == nullptr || to_next == nullptr) {
+    throw RendezvousError("rank " + std::to_string(mine.rank) + ": a ring rendezvous needs both ring links");
+  }
+  const std::string prev = from_prev->describe();
+  if (mine.rank == 0) {
+    // Round 1: the hellos travel the ring and come back to rank 0 with every rank's appended.
+    send_json(*to_next, Json{{"hellos", Json::array({hello_json(mine)})}});
+    Checker check(mine, plan, 0, false);
+    const Json round = parse_json(receive_text(*from_prev, deadline), prev);
+    if (!round.contains("hellos") || !round["hellos"].is_array()) {
+      throw RendezvousError(prev + ": malformed rendezvous message: no hello list");
+    }
+    const Json& list = round["hellos"];
+    for (size_t i = 1; i < list.size(); ++i) check.add(hello_from(list[i], prev), prev);
+    if (!check.problem() && static_cast<int>(list.size()) != mine.world_size) {
+      check.note("the ring has " + std::to_string(list.size()) + " ranks, rank 0 expects " +
+                 std::to_string(mine.world_size));
+    }
+    // Round 2: the verdict travels the ring; its return means every rank has heard it.
+    send_json(*to_next, check.verdict());
+    receive_text(*from_prev, deadline);
+    if (check.problem()) throw RendezvousError("rendezvous failed: " + *check.problem());
+    return check.hellos();
+  }
+  Json round = parse_json(receive_text(*from_prev, deadline), prev);
+  if (!round.contains("hellos") || !round["hellos"].is_array()) {
+    throw RendezvousError(prev + ": malformed rendezvous message: no hello list");
+  }
+  round["hellos"].push_back(hello_json(mine));
+  send_json(*to_next, round);
+  const Json verdict = parse_json(receive_text(*from_prev, deadline), prev);
+  send_json(*to_next, verdict);
+  accept_verdict(verdict, prev, mine.rank);
+  return {};
 }
 
 void rendezvous_follower(transport::Link& to_leader, const RankHello& mine, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
-  const std::string hello = mine.to_json();
-  to_leader.send(transport::MessageType::kData, kRendezvousTag, hello.data(), hello.size());
-  const std::string text = receive_text(to_leader, deadline);
-  Json verdict;
-  try {
-    verdict = Json::parse(text);
-    if (verdict.at("ok").get<bool>()) return;
-  } catch (const Json::exception& e) {
-    throw RendezvousError(to_leader.describe() + ": malformed rendezvous answer from rank 0: " + e.what());
-  }
-  throw RendezvousError("rendezvous failed (rank " + std::to_string(mine.rank) +
-                        "): " + verdict.value("error", std::string("rank 0 gave no reason")));
+  send_json(to_leader, hello_json(mine));
+  accept_verdict(parse_json(receive_text(to_leader, deadline), to_leader.describe()), to_leader.describe(), mine.rank);
 }
 
 }  // namespace jarvis

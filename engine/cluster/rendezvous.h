@@ -64,4 +64,14 @@ std::vector<RankHello> rendezvous_leader(const RankHello& mine, const std::vecto
 void rendezvous_follower(transport::Link& to_leader, const RankHello& mine,
                          std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+// The same check over the pipeline's own ring links (rank r receives from r-1 and sends to r+1,
+// rank N-1 sends to rank 0), for deployments with no link from rank 0 to every rank: rank 0's
+// hello goes round the ring, each rank appends its own; rank 0 checks them all and sends the
+// verdict round the ring; every rank forwards it before acting on it, so all fail alike. With two
+// ranks both links may be the same Link; with one rank both may be null. Rank 0 returns the hellos
+// by rank, others an empty vector. Throws like rendezvous_leader / rendezvous_follower.
+std::vector<RankHello> rendezvous_ring(const RankHello& mine, transport::Link* from_prev, transport::Link* to_next,
+                                       const std::vector<ShardSpec>& plan = {},
+                                       std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
 }  // namespace jarvis

@@ -244,3 +244,63 @@ TEST(ClusterRendezvous, SilentRankTimesOutAndOthersAreTold) {
   EXPECT_THROW(RankHello::from_json("{\"protocol\": 1}", "x"), RendezvousError);
   EXPECT_THROW(RankHello::from_json("not json", "x"), RendezvousError);
 }
+
+namespace {
+
+// Ranks 0..N-1 on threads over a ring of in-process links: pairs[r] joins rank r to rank r+1 (mod N).
+std::vector<Outcome> run_ring(const std::vector<RankHello>& hellos, const std::vector<ShardSpec>& plan = {}) {
+  const int world = static_cast<int>(hellos.size());
+  std::vector<std::pair<std::unique_ptr<transport::Link>, std::unique_ptr<transport::Link>>> pairs;
+  for (int r = 0; r < world; ++r) pairs.push_back(transport::make_inproc_link_pair());
+  std::vector<Outcome> out(world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      transport::Link* to_next = pairs[r].first.get();
+      transport::Link* from_prev = pairs[(r + world - 1) % world].second.get();
+      if (world == 2) from_prev = to_next = (r == 0 ? pairs[0].first.get() : pairs[0].second.get());
+      try {
+        const auto seen = rendezvous_ring(hellos[r], from_prev, to_next, plan, 10s);
+        out[r].ok =
+            r != 0 || (seen.size() == hellos.size() && seen[world - 1].model_hash == hellos[world - 1].model_hash);
+      } catch (const std::exception& e) {
+        out[r].error = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return out;
+}
+
+}  // namespace
+
+TEST(ClusterRendezvous, RingPassesAndFailsEveryRankAlike) {
+  for (int world : {1, 2, 3, 5}) {
+    for (const Outcome& o : run_ring(hellos(world), plan_split(30, world)))
+      EXPECT_TRUE(o.ok) << world << ": " << o.error;
+  }
+  auto h = hellos(4, "9c4e00112233445566778899");
+  h[3].model_hash = "1f3a00112233445566778899";
+  for (const Outcome& o : run_ring(h)) {
+    EXPECT_NE(o.error.find("rank 3 (" + h[3].host + ") has model hash 1f3a001122334455..., rank 0 has 9c4e"),
+              std::string::npos)
+        << o.error;
+  }
+  h = hellos(2);
+  h[1].engine_version = "9.9.9";
+  for (const Outcome& o : run_ring(h))
+    EXPECT_NE(o.error.find("runs engine version 9.9.9"), std::string::npos) << o.error;
+  h = hellos(3);
+  h[2].shard = plan_split(30, 3)[1];
+  for (const Outcome& o : run_ring(h, plan_split(30, 3))) {
+    EXPECT_NE(o.error.find("holds layers [10, 20) but the plan gives it layers [20, 30)"), std::string::npos)
+        << o.error;
+  }
+  // A ring missing a rank: rank 0 hears the hellos back from rank 1, one short.
+  h = hellos(3);
+  h[0].world_size = h[1].world_size = 2;
+  h.pop_back();
+  h[0].world_size = 3;
+  const auto out = run_ring(h);
+  EXPECT_NE(out[0].error.find("expects 2 ranks, rank 0 expects 3"), std::string::npos) << out[0].error;
+}

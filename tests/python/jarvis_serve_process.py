@@ -1,9 +1,9 @@
 """Starts $JARVIS_BIN_DIR/jarvis-serve on a free port for a test and stops it afterwards."""
 import os
 import socket
-import subprocess
-import time
 import urllib.request
+
+from managed_process import ManagedProcess
 
 BIN_DIR = os.environ.get("JARVIS_BIN_DIR", "build/bin")
 SOURCE_DIR = os.environ.get("JARVIS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -26,7 +26,9 @@ def missing_reason():
     return None
 
 
-class JarvisServe:
+class JarvisServe(ManagedProcess):
+    name = "jarvis-serve"
+
     def __init__(self, extra_args=(), startup_timeout=90):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -35,36 +37,9 @@ class JarvisServe:
         self.proc = None
 
     def __enter__(self):
-        self.log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"jarvis-serve-{self.port}.log"), "w+")
-        self.proc = subprocess.Popen(self.args, cwd=SOURCE_DIR, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jarvis-serve exited with {self.proc.returncode}: {self.output()}")
-            try:
-                with urllib.request.urlopen(self.base + "/v1/models", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError(f"jarvis-serve not ready in {self.startup_timeout} s: {self.output()}")
-
-    def output(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()[-3000:]
+        log = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"jarvis-serve-{self.port}.log")
+        return self.start(self.args, log, self.base + "/v1/models", self.startup_timeout, cwd=SOURCE_DIR)
 
     def get(self, path, timeout=10):
         with urllib.request.urlopen(self.base + path, timeout=timeout) as r:
             return r.read().decode()
-
-    def __exit__(self, *exc):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()

@@ -8,16 +8,13 @@ import time
 import urllib.parse
 import urllib.request
 
-from jarvis_serve_process import free_port
-from managed_process import ManagedProcess
+from serve_fixture import free_port
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
 
 
-class PrometheusServer(ManagedProcess):
-    name = "prometheus"
-
+class PrometheusServer:
     def __init__(self, targets, workdir, scrape_interval="1s"):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -30,10 +27,29 @@ class PrometheusServer(ManagedProcess):
         self.proc = None
 
     def __enter__(self):
-        args = [PROMETHEUS, f"--config.file={self.config}",
-                f"--storage.tsdb.path={os.path.join(self.workdir, 'data')}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
-        return self.start(args, os.path.join(self.workdir, "prometheus.log"), self.base + "/-/ready", 30)
+        self.log = open(os.path.join(self.workdir, "prometheus.log"), "w+")
+        self.proc = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={self.config}",
+             f"--storage.tsdb.path={os.path.join(self.workdir, 'data')}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited with {self.proc.returncode}: {self.output()}")
+            try:
+                with urllib.request.urlopen(self.base + "/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.__exit__()
+        raise RuntimeError("prometheus not ready in 30 s: " + self.output())
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()[-3000:]
 
     def query(self, promql):
         """Instant query at now: the `data` object of the API's answer (raises on an error)."""
@@ -53,6 +69,16 @@ class PrometheusServer(ManagedProcess):
                 return result
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting on {promql}: last result {result}")
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
 
 
 def promtool_check_metrics(text):

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <ostream>
 #include <random>
 #include <vector>
 
@@ -104,3 +105,9 @@ inline void expect_close(const std::vector<float>& got, const std::vector<float>
 }
 
 }  // namespace jarvis::gpu_test
+
+namespace jarvis::cuda {
+// GoogleTest prints parameters through this (found by argument-dependent lookup), so test names
+// read "... # GetParam() = f16" rather than a byte dump.
+inline void PrintTo(DType t, std::ostream* os) { *os << gpu_test::dtype_name(t); }
+}  // namespace jarvis::cuda

@@ -85,6 +85,27 @@ uint64_t PipelineRunner::submit(const ScheduledStep& step, std::vector<int> rows
   return id;
 }
 
+std::vector<std::pair<int, int>> PipelineRunner::handshake() {
+  if (!outstanding_.empty()) throw InvalidArgument("pipeline: handshake() with records in flight");
+  StageHello h;
+  h.n_layers = model_.config().n_layers;
+  h.hidden = limits_.hidden;
+  h.num_blocks = limits_.num_blocks;
+  h.page_size = limits_.page_size;
+  h.ranges.emplace_back(model_.shard().first_layer, model_.shard().end_layer);
+  Outstanding o;
+  o.kind = StageKind::kHello;
+  o.step_id = next_step_id_++;
+  send(encode_stage_hello(o.step_id, h), 0);
+  const StageRecord rec = receive(o);
+  const auto& ranges = rec.hello.ranges;
+  if (ranges.empty() || ranges.front() != h.ranges.front() || ranges.back().second != h.n_layers) {
+    broken("the ring does not cover the model's layers [0, " + std::to_string(h.n_layers) + ")" +
+           (ranges.empty() ? std::string() : ": it ends at layer " + std::to_string(ranges.back().second)));
+  }
+  return ranges;
+}
+
 void PipelineRunner::free_sequences(const std::vector<int64_t>& seq_ids) {
   Outstanding o;
   o.kind = StageKind::kFree;

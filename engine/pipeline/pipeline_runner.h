@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <utility>
 #include <vector>
 
 #include "csrc/model/model.h"
@@ -46,6 +47,12 @@ class PipelineRunner {
   // cache). Links are borrowed: to_next goes to rank 1, from_last comes from the last rank.
   PipelineRunner(const Model& model, int num_blocks, int page_size, int threads, transport::Link& to_next,
                  transport::Link& from_last, PipelineOptions options = {});
+
+  // Sends a kHello round the ring before the first step: every rank checks that it fits (model,
+  // KV layout, its layers follow the previous rank's) and the ring must end at the model's last
+  // layer. Returns each rank's [first, end) layers in ring order; throws PipelineError naming what
+  // does not fit. Call with nothing in flight.
+  std::vector<std::pair<int, int>> handshake();
 
   // Runs embed + own layers for `step` and sends it into the ring; returns its step id. `rows` are
   // indices into the step's tokens (concatenated in step order) whose logits collect() returns.

@@ -12,6 +12,7 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "stage messages assume 
 
 constexpr size_t kStepFixedBytes = 20;  // micro_batch, n_tokens, n_seqs, hidden, dtype
 constexpr size_t kSeqFixedBytes = 24;   // seq_id, n_tokens, start_pos, n_blocks, want_logits + pad
+constexpr int kMaxLayers = 1 << 16;     // bounds a hello's rank list
 
 class Writer {
  public:
@@ -208,6 +209,21 @@ std::vector<uint8_t> encode_stage_error(uint64_t step_id, const std::string& tex
   return w.take();
 }
 
+std::vector<uint8_t> encode_stage_hello(uint64_t step_id, const StageHello& h) {
+  Writer w(kStageHeaderBytes + 20 + 8 * h.ranges.size());
+  write_header(w, StageKind::kHello, step_id);
+  w.u32(static_cast<uint32_t>(h.n_layers));
+  w.u32(static_cast<uint32_t>(h.hidden));
+  w.u32(static_cast<uint32_t>(h.num_blocks));
+  w.u32(static_cast<uint32_t>(h.page_size));
+  w.u32(static_cast<uint32_t>(h.ranges.size()));
+  for (const auto& [first, end] : h.ranges) {
+    w.u32(static_cast<uint32_t>(first));
+    w.u32(static_cast<uint32_t>(end));
+  }
+  return w.take();
+}
+
 StageRecord decode_stage_record(const uint8_t* data, size_t size, const StageLimits& lim) {
   if (lim.hidden <= 0 || lim.num_blocks <= 0 || lim.page_size <= 0) {
     throw InvalidArgument("stage limits need hidden, num_blocks and page_size");
@@ -244,6 +260,22 @@ StageRecord decode_stage_record(const uint8_t* data, size_t size, const StageLim
       const int n = checked_count(r.u32("length"), 0, lim.max_error_bytes, "error length");
       const uint8_t* text = r.take(static_cast<size_t>(n), "error text");
       rec.error.assign(reinterpret_cast<const char*>(text), static_cast<size_t>(n));
+      break;
+    }
+    case static_cast<uint16_t>(StageKind::kHello): {
+      // Only self-consistency here: whether the ring fits this rank is the rank's judgement.
+      rec.kind = StageKind::kHello;
+      StageHello& h = rec.hello;
+      h.n_layers = checked_count(r.u32("n_layers"), 1, kMaxLayers, "n_layers");
+      h.hidden = checked_count(r.u32("hidden"), 1, std::numeric_limits<int32_t>::max(), "hidden");
+      h.num_blocks = checked_count(r.u32("num_blocks"), 1, std::numeric_limits<int32_t>::max(), "num_blocks");
+      h.page_size = checked_count(r.u32("page_size"), 1, std::numeric_limits<int32_t>::max(), "page_size");
+      const int n = checked_count(r.u32("count"), 1, kMaxLayers, "rank count");
+      for (int i = 0; i < n; ++i) {
+        const int first = checked_count(r.u32("first_layer"), 0, h.n_layers, "first_layer");
+        const int end = checked_count(r.u32("end_layer"), first, h.n_layers, "end_layer");
+        h.ranges.emplace_back(first, end);
+      }
       break;
     }
     default:

@@ -4,7 +4,9 @@
 // hidden state after its layers) to rank 1; every worker runs its layers over the hidden state and
 // passes the record on; the last worker sends it back to rank 0, which computes logits. kFree tells
 // the ranks that sequences finished (their block ids may be handed out again), kError carries a
-// worker's failure to rank 0 so the user sees the cause, not just a broken link. Every record makes
+// worker's failure to rank 0 so the user sees the cause, not just a broken link. kHello goes round
+// once before the first step: each rank checks that it fits the ring (same model shape and KV
+// layout, its layers follow the previous rank's) and appends its layer range. Every record makes
 // the full round, so rank 0 sees its own records come back in the order it sent them.
 //
 // Wire form, little-endian, no padding between fields:
@@ -14,12 +16,15 @@
 //           3 zero bytes, block ids i32[n_blocks]; then hidden f32[n_tokens, hidden]
 //   kFree:  count u32, seq ids i64[count]
 //   kError: length u32, UTF-8 text[length]
+//   kHello: n_layers u32, hidden u32, num_blocks u32, page_size u32, count u32,
+//           then count x (first_layer u32, end_layer u32): the ranks passed so far, in ring order
 // The record fills its message exactly: trailing bytes are an error like missing ones.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "csrc/model/kv_cache.h"
@@ -32,7 +37,7 @@ inline constexpr uint16_t kStageVersion = 1;
 inline constexpr uint32_t kStageDtypeF32 = 1;
 inline constexpr size_t kStageHeaderBytes = 16;
 
-enum class StageKind : uint16_t { kStep = 1, kFree = 2, kError = 3 };
+enum class StageKind : uint16_t { kStep = 1, kFree = 2, kError = 3, kHello = 4 };
 
 // A record that fails any check of decode_stage_record: names the field and the bad value.
 class StageMessageError : public Error {
@@ -53,6 +58,15 @@ struct StageLimits {
   int max_error_bytes = 1 << 16;
 };
 
+// The ring's shape as a kHello record has seen it so far.
+struct StageHello {
+  int n_layers = 0;
+  int hidden = 0;
+  int num_blocks = 0;
+  int page_size = 0;
+  std::vector<std::pair<int, int>> ranges;  // [first_layer, end_layer) per rank, ring order
+};
+
 struct StageRecord {
   StageKind kind = StageKind::kStep;
   uint64_t step_id = 0;
@@ -66,6 +80,8 @@ struct StageRecord {
   std::vector<int64_t> seq_ids;
   // kError
   std::string error;
+  // kHello
+  StageHello hello;
 };
 
 // Encoders check the batch against itself (counts, non-negative values, block table coverage at
@@ -74,6 +90,7 @@ std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, c
                                        const float* hidden, int hidden_size, int page_size);
 std::vector<uint8_t> encode_stage_free(uint64_t step_id, const std::vector<int64_t>& seq_ids);
 std::vector<uint8_t> encode_stage_error(uint64_t step_id, const std::string& text);
+std::vector<uint8_t> encode_stage_hello(uint64_t step_id, const StageHello& hello);
 
 // Parses and validates one record; throws StageMessageError for anything malformed or beyond
 // `limits`, without reading outside [data, data + size).

@@ -20,6 +20,25 @@ StageWorker::StageWorker(const Model& model, int num_blocks, int page_size, int 
   limits_.page_size = page_size;
 }
 
+void StageWorker::check_hello(const StageHello& h) const {
+  const ModelConfig& c = model_.config();
+  if (h.n_layers != c.n_layers || h.hidden != c.hidden) {
+    throw InvalidArgument("model mismatch: the ring's model has " + std::to_string(h.n_layers) + " layers of width " +
+                          std::to_string(h.hidden) + ", this rank's " + std::to_string(c.n_layers) + " of " +
+                          std::to_string(c.hidden));
+  }
+  if (h.num_blocks != limits_.num_blocks || h.page_size != limits_.page_size) {
+    throw InvalidArgument("KV layout mismatch: rank 0 has " + std::to_string(h.num_blocks) + " blocks of " +
+                          std::to_string(h.page_size) + " tokens, this rank " + std::to_string(limits_.num_blocks) +
+                          " of " + std::to_string(limits_.page_size) + " (--kv-blocks and --page-size must match)");
+  }
+  if (h.ranges.back().second != model_.shard().first_layer) {
+    throw InvalidArgument("layers do not follow on: the previous rank ends at layer " +
+                          std::to_string(h.ranges.back().second) + ", this rank starts at " +
+                          std::to_string(model_.shard().first_layer));
+  }
+}
+
 StageWorkerResult StageWorker::run(Link& in, Link& out) {
   StageWorkerResult res;
   // Reports a failure downstream so it reaches rank 0 with its cause; the send may itself fail
@@ -67,6 +86,10 @@ StageWorkerResult StageWorker::run(Link& in, Link& out) {
         res.stats.tokens += rec.hidden.size() / static_cast<size_t>(rec.hidden_size);
       } else if (rec.kind == StageKind::kFree) {
         res.stats.frees += rec.seq_ids.size();
+      } else if (rec.kind == StageKind::kHello) {
+        check_hello(rec.hello);
+        rec.hello.ranges.emplace_back(model_.shard().first_layer, model_.shard().end_layer);
+        m->payload = encode_stage_hello(rec.step_id, rec.hello);
       }
       // kError from upstream travels on unchanged; the upstream rank then closes, ending this loop.
     } catch (const std::exception& e) {

@@ -36,11 +36,12 @@ struct InprocRing {
   std::thread t1, t2;
   StageWorkerResult r1, r2;
 
-  InprocRing(int a, int b, int max_in_flight) {
+  // Worker 2 holds [w2_first, w2_end) (default: the rest after worker 1); worker 1 has w1_blocks.
+  InprocRing(int a, int b, int max_in_flight, int w2_first = -1, int w2_end = -1, int w1_blocks = kNumBlocks) {
     rank0_model = load_model(model_path(), shard(0, a, true));
     w1_model = load_model(model_path(), shard(a, a + b, false));
-    w2_model = load_model(model_path(), shard(a + b, -1, false));
-    w1 = std::make_unique<StageWorker>(*w1_model, kNumBlocks, kPageSize, 1);
+    w2_model = load_model(model_path(), shard(w2_first < 0 ? a + b : w2_first, w2_end, false));
+    w1 = std::make_unique<StageWorker>(*w1_model, w1_blocks, kPageSize, 1);
     w2 = std::make_unique<StageWorker>(*w2_model, kNumBlocks, kPageSize, 1);
     auto [r0_out, w1_in] = transport::make_inproc_link_pair();
     auto [w1_out, w2_in] = transport::make_inproc_link_pair();
@@ -77,6 +78,8 @@ void check_split(int a, int b, int max_in_flight) {
   std::unique_ptr<Model> full = load_model(model_path());
   StepRunner reference(*full, kNumBlocks, kPageSize, 2);
   InprocRing ring(a, b, max_in_flight);
+  const std::vector<std::pair<int, int>> ranges = ring.runner->handshake();
+  EXPECT_EQ(ranges, (std::vector<std::pair<int, int>>{{0, a}, {a, a + b}, {a + b, 30}}));
   const auto t0 = std::chrono::steady_clock::now();
   const WorkloadStats s = run_workload(*ring.runner, reference, max_in_flight, max_in_flight + 1, 4, 8);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -94,6 +97,32 @@ void check_split(int a, int b, int max_in_flight) {
 TEST(PipelineRing, EvenSplitThreeMicroBatchesMatchesOneRank) { check_split(10, 10, 3); }
 TEST(PipelineRing, UnevenSplitOneLayerOnRankZero) { check_split(1, 28, 3); }
 TEST(PipelineRing, UnevenSplitOneStepAtATime) { check_split(28, 1, 1); }
+
+// A ring that does not fit is refused before the first step, saying what does not fit.
+void expect_handshake_error(InprocRing& ring, const std::string& words) {
+  try {
+    ring.runner->handshake();
+    ADD_FAILURE() << "handshake accepted a ring that does not fit";
+  } catch (const PipelineError& e) {
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+  }
+  ring.shut_down();
+}
+
+TEST(PipelineRing, HandshakeRefusesAGapBetweenRanks) {
+  InprocRing ring(10, 10, 1, 21);
+  expect_handshake_error(ring, "do not follow on");
+}
+
+TEST(PipelineRing, HandshakeRefusesARingShortOfTheLastLayer) {
+  InprocRing ring(10, 10, 1, 20, 29);
+  expect_handshake_error(ring, "does not cover");
+}
+
+TEST(PipelineRing, HandshakeRefusesAnotherKvLayout) {
+  InprocRing ring(10, 10, 1, -1, -1, kNumBlocks / 2);
+  expect_handshake_error(ring, "KV layout mismatch");
+}
 
 // A worker that fails (here: a record naming a block its cache lacks) reports the cause to rank 0,
 // which throws PipelineError with it; the ring then shuts down without hanging.

@@ -92,9 +92,39 @@ TEST(PipelineStageMessage, FreeAndErrorRoundTrip) {
   EXPECT_EQ(e.error, "layers [10, 20): boom");
 }
 
+StageHello sample_hello() {
+  StageHello h;
+  h.n_layers = 30;
+  h.hidden = 576;
+  h.num_blocks = 1000;
+  h.page_size = 16;
+  h.ranges = {{0, 10}, {10, 30}};
+  return h;
+}
+
+TEST(PipelineStageMessage, HelloRoundTripAndDamage) {
+  const StageRecord r = decode_stage_record(encode_stage_hello(5, sample_hello()), limits());
+  EXPECT_EQ(r.kind, StageKind::kHello);
+  EXPECT_EQ(r.step_id, 5u);
+  EXPECT_EQ(r.hello.n_layers, 30);
+  EXPECT_EQ(r.hello.hidden, 576);
+  EXPECT_EQ(r.hello.num_blocks, 1000);
+  EXPECT_EQ(r.hello.page_size, 16);
+  EXPECT_EQ(r.hello.ranges, sample_hello().ranges);
+  // Layout: header 16, n_layers 16, hidden 20, num_blocks 24, page_size 28, count 32, ranges 36.
+  // Contiguity is the ranks' judgement (stage_worker), not the decoder's: only shape is damaged here.
+  const std::pair<size_t, uint32_t> damage[] = {{16, 0},  {32, 0},  {32, 3}, {32, 0xffffffffu},
+                                                {36, 31}, {48, 5}, {48, 31}};
+  for (const auto& [at, value] : damage) {
+    std::vector<uint8_t> bytes = encode_stage_hello(5, sample_hello());
+    put_u32(bytes, at, value);
+    EXPECT_THROW(decode_stage_record(bytes, limits()), StageMessageError) << "offset " << at << " = " << value;
+  }
+}
+
 TEST(PipelineStageMessage, EveryTruncationAndAnyTrailingByteIsRejected) {
-  for (const std::vector<uint8_t>& full :
-       {sample_record(), encode_stage_free(1, {4, 5}), encode_stage_error(2, "text")}) {
+  for (const std::vector<uint8_t>& full : {sample_record(), encode_stage_free(1, {4, 5}), encode_stage_error(2, "text"),
+                                           encode_stage_hello(3, sample_hello())}) {
     for (size_t n = 0; n < full.size(); ++n) {
       EXPECT_THROW(decode_stage_record(full.data(), n, limits()), StageMessageError) << "cut at " << n;
     }

@@ -113,6 +113,7 @@ TEST(PipelineWorkerProcess, TwoUcxWorkersMatchOneRankAndAKilledWorkerIsReported)
   opts.recv_timeout = std::chrono::seconds(20);
   {
     PipelineRunner runner(*rank0, kNumBlocks, kPageSize, 1, *to_next, *from_last, opts);
+    EXPECT_EQ(runner.handshake(), (std::vector<std::pair<int, int>>{{0, 10}, {10, 20}, {20, 30}}));
     const auto t0 = Clock::now();
     const WorkloadStats s = run_workload(runner, reference, 3, 4, 4, 8);
     std::printf("UCX ring 10,10,10 M=3: %d steps, %d logit rows equal, %.2f s\n", s.steps, s.compared_rows,

@@ -30,7 +30,9 @@ ScheduledStep make_step(int64_t first_id, int n_seqs, int pos, int n_tokens, int
     q.seq_id = first_id + i;
     q.start_pos = pos;
     q.tokens.assign(static_cast<size_t>(n_tokens), token + i);
-    for (int b = 0; b < blocks_per_seq; ++b) q.block_table.push_back(static_cast<int32_t>((first_id + i) * blocks_per_seq + b));
+    for (int b = 0; b < blocks_per_seq; ++b) {
+      q.block_table.push_back(static_cast<int32_t>((first_id + i) * blocks_per_seq + b));
+    }
     q.sample = true;
     st.seqs.push_back(std::move(q));
   }
@@ -58,7 +60,14 @@ int main(int argc, char** argv) {
 
   const int blocks_per_seq = (prompt + steps + kPage - 1) / kPage;
   const int num_blocks = mbs * seqs * blocks_per_seq;
-  auto shard = [](int a, int b, bool head) { ShardSpec s; s.first_layer = a; s.end_layer = b; s.has_embedding = head; s.has_head = head; return s; };
+  auto shard = [](int a, int b, bool head) {
+    ShardSpec s;
+    s.first_layer = a;
+    s.end_layer = b;
+    s.has_embedding = head;
+    s.has_head = head;
+    return s;
+  };
   auto m0 = load_model(model_path, shard(0, sp[0], true));
   auto m1 = load_model(model_path, shard(sp[0], sp[0] + sp[1], false));
   auto m2 = load_model(model_path, shard(sp[0] + sp[1], sp[0] + sp[1] + sp[2], false));
@@ -113,6 +122,7 @@ int main(int argc, char** argv) {
   t2.join();
   std::printf("split %s, %d micro-batches x %d seqs, prompt %d, %d decode rounds, %d thread(s)/rank, %u cores\n",
               split.c_str(), mbs, seqs, prompt, steps, threads, std::thread::hardware_concurrency());
-  std::printf("one rank: %.1f tok/s   ring: %.1f tok/s   ratio %.2f\n", one_rank_tps, ring_tps, ring_tps / one_rank_tps);
+  std::printf("one rank: %.1f tok/s   ring: %.1f tok/s   ratio %.2f\n", one_rank_tps, ring_tps,
+              ring_tps / one_rank_tps);
   return 0;
 }

@@ -136,7 +136,9 @@ void decode_step(Reader& r, StageRecord& rec, const StageLimits& lim) {
     }
     sum += s.n_tokens;
   }
-  if (sum != n_tokens) bad("sequences hold " + std::to_string(sum) + " tokens, header says " + std::to_string(n_tokens));
+  if (sum != n_tokens) {
+    bad("sequences hold " + std::to_string(sum) + " tokens, header says " + std::to_string(n_tokens));
+  }
 
   const size_t hidden_bytes = static_cast<size_t>(n_tokens) * hidden * sizeof(float);
   if (r.left() != hidden_bytes) {

@@ -14,6 +14,8 @@
 #include "csrc/model/model.h"
 #include "csrc/util/error.h"
 #include "engine/pipeline/stage_worker.h"
+#include "transport/link_spec.h"
+#include "transport/shaper.h"
 #include "transport/ucx/ucx_link.h"
 
 namespace {
@@ -43,6 +45,8 @@ int main(int argc, char** argv) {
   std::string model_path, listen, next, port_file;
   int first_layer = 0, end_layer = -1, threads = 1, kv_blocks = 0, page_size = 16;
   double connect_timeout_s = 60;
+  int rank = -1, ranks = 0;
+  std::string link_delay, link_jitter, link_bandwidth;
   app.add_option("--model", model_path, "GGUF file or HF directory")->required();
   app.add_option("--first-layer", first_layer, "first layer of this rank")->required();
   app.add_option("--end-layer", end_layer, "one past the last layer of this rank")->required();
@@ -53,6 +57,12 @@ int main(int argc, char** argv) {
   app.add_option("--page-size", page_size, "tokens per KV block: must equal rank 0's")->check(CLI::PositiveNumber);
   app.add_option("--connect-timeout", connect_timeout_s, "seconds to wait for each neighbour");
   app.add_option("--port-file", port_file, "write the listening port here once listening (for scripts)");
+  app.add_option("--rank", rank, "this rank's index in the ring (for --link-* specs)");
+  app.add_option("--ranks", ranks, "ranks in the ring (for --link-* specs)");
+  app.add_option("--link-delay", link_delay,
+                 "one-way delay per link, e.g. '1-2:2ms,*:1ms' (shapes what this rank sends)");
+  app.add_option("--link-jitter", link_jitter, "jitter per link, e.g. '1-2:500us'");
+  app.add_option("--link-bandwidth", link_bandwidth, "bandwidth cap per link, e.g. '1-2:100mbit'");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -77,7 +87,17 @@ int main(int argc, char** argv) {
       { std::ofstream(tmp) << listener.port() << "\n"; }
       if (std::rename(tmp.c_str(), port_file.c_str()) != 0) throw jarvis::Error("cannot write " + port_file);
     }
-    std::unique_ptr<jarvis::transport::Link> out = jarvis::transport::ucx_connect(out_addr.host, out_addr.port, opts);
+    // Each rank shapes what it sends, so every hop of the ring is shaped once.
+    jarvis::transport::LinkShape shape;
+    if (!link_delay.empty() || !link_jitter.empty() || !link_bandwidth.empty()) {
+      if (rank < 1 || ranks < 2 || rank >= ranks) {
+        throw jarvis::InvalidArgument("--link-* specs need --rank (1..ranks-1) and --ranks");
+      }
+      shape = jarvis::transport::parse_link_shapes(link_delay, link_jitter, link_bandwidth)
+                  .get(rank, (rank + 1) % ranks);
+    }
+    std::unique_ptr<jarvis::transport::Link> out = jarvis::transport::shape_if_needed(
+        jarvis::transport::ucx_connect(out_addr.host, out_addr.port, opts), shape, static_cast<uint64_t>(rank + 1));
     std::unique_ptr<jarvis::transport::Link> in = listener.accept(opts.connect_timeout);
     std::fprintf(stderr, "jarvis-worker: connected (%s -> %s)\n", in->describe().c_str(), out->describe().c_str());
 

@@ -29,7 +29,8 @@ using Clock = std::chrono::steady_clock;
 // A jarvis-worker child; killed on destruction if still running.
 class WorkerProcess {
  public:
-  WorkerProcess(int first, int end, uint16_t next_port, const std::string& port_file) {
+  WorkerProcess(int first, int end, uint16_t next_port, const std::string& port_file,
+                std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {JARVIS_WORKER_BIN,
                                      "--model", model_path(),
                                      "--first-layer", std::to_string(first),
@@ -41,6 +42,7 @@ class WorkerProcess {
                                      "--threads", "1",
                                      "--connect-timeout", "20",
                                      "--port-file", port_file};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -146,22 +148,27 @@ TEST(PipelineWorkerProcess, TwoUcxWorkersMatchOneRankAndAKilledWorkerIsReported)
   ::rmdir(dir.c_str());
 }
 
-// A clean shutdown: closing rank 0's output stops both workers with exit status 0.
-TEST(PipelineWorkerProcess, ClosingRankZeroStopsEveryWorkerCleanly) {
+// A clean shutdown: closing rank 0's output stops both workers with exit status 0. Worker 1 also
+// shapes its link to worker 2 with a 30 ms delay, which a record's round trip must show.
+TEST(PipelineWorkerProcess, ShapedWorkerLinkAndCleanShutdown) {
   char dir_template[] = "/tmp/jarvis_pipeline_XXXXXX";
   const std::string dir = ::mkdtemp(dir_template);
   transport::UcxListener listener("127.0.0.1", 0);
   WorkerProcess w2(20, 30, listener.port(), dir + "/w2.port");
   const uint16_t p2 = wait_for_port(dir + "/w2.port", w2);
   ASSERT_NE(p2, 0);
-  WorkerProcess w1(10, 20, p2, dir + "/w1.port");
+  WorkerProcess w1(10, 20, p2, dir + "/w1.port", {"--rank", "1", "--ranks", "3", "--link-delay", "1-2:30ms,*:0ms"});
   const uint16_t p1 = wait_for_port(dir + "/w1.port", w1);
   ASSERT_NE(p1, 0);
   auto accepted = std::async(std::launch::async, [&] { return listener.accept(std::chrono::seconds(20)); });
   std::unique_ptr<transport::Link> to_next = transport::ucx_connect("127.0.0.1", p1);
   std::unique_ptr<transport::Link> from_last = accepted.get();
+  const auto t0 = Clock::now();
   to_next->send(encode_stage_free(1, {5}));  // one record round the ring proves it is connected
   const transport::Message m = from_last->recv(std::chrono::seconds(10));
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  std::printf("round trip with a 30 ms hop: %.1f ms\n", ms);
+  EXPECT_GE(ms, 30.0);  // the shaper never delivers early; no upper bound on a loaded machine
   StageLimits lim;
   lim.hidden = 576;
   lim.num_blocks = kNumBlocks;

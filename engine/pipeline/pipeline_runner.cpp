@@ -77,7 +77,8 @@ uint64_t PipelineRunner::submit(const ScheduledStep& step, std::vector<int> rows
   o.micro_batch = micro_batch;
   o.n_tokens = n;
   o.rows = std::move(rows);
-  send(encode_stage_step(o.step_id, micro_batch, batch, hidden_.data(), static_cast<int>(hidden), kv_.page_size()),
+  send(encode_stage_step(o.step_id, micro_batch, batch, hidden_.data(), static_cast<int>(hidden), kv_.page_size(),
+                         o.rows),
        micro_batch);
   const uint64_t id = o.step_id;
   outstanding_.push_back(std::move(o));
@@ -135,9 +136,9 @@ StageRecord PipelineRunner::receive(const Outstanding& expect) {
     broken("record " + std::to_string(rec.step_id) + " came back while " + std::to_string(expect.step_id) +
            " was expected");
   }
-  if (rec.kind == StageKind::kStep &&
-      (rec.micro_batch != expect.micro_batch || rec.hidden.size() != static_cast<size_t>(expect.n_tokens) *
-                                                                         static_cast<size_t>(limits_.hidden))) {
+  const size_t want_rows = rec.trimmed ? expect.rows.size() : static_cast<size_t>(expect.n_tokens);
+  if (rec.kind == StageKind::kStep && (rec.micro_batch != expect.micro_batch || rec.rows != expect.rows ||
+                                       rec.hidden.size() != want_rows * static_cast<size_t>(limits_.hidden))) {
     broken("step " + std::to_string(rec.step_id) + " came back changed");
   }
   return rec;
@@ -161,8 +162,9 @@ PipelineResult PipelineRunner::collect() {
     const size_t hidden = static_cast<size_t>(limits_.hidden);
     selected_.resize(o.rows.size() * hidden);
     for (size_t i = 0; i < o.rows.size(); ++i) {
-      std::memcpy(selected_.data() + i * hidden, rec.hidden.data() + static_cast<size_t>(o.rows[i]) * hidden,
-                  hidden * sizeof(float));
+      // The last rank normally sent only these rows (trimmed); a full record is accepted too.
+      const size_t src = rec.trimmed ? i : static_cast<size_t>(o.rows[i]);
+      std::memcpy(selected_.data() + i * hidden, rec.hidden.data() + src * hidden, hidden * sizeof(float));
     }
     r.logits.resize(o.rows.size() * static_cast<size_t>(vocab()));
     model_.compute_logits(selected_.data(), r.n_rows, r.logits.data(), pool_);

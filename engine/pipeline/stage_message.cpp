@@ -22,6 +22,7 @@ class Writer {
   void u32(uint32_t v) { put(v, 4); }
   void u64(uint64_t v) { put(v, 8); }
   void bytes(const void* p, size_t n) {
+    if (n == 0) return;  // p may be null then
     const auto* b = static_cast<const uint8_t*>(p);
     out_.insert(out_.end(), b, b + n);
   }
@@ -140,20 +141,34 @@ void decode_step(Reader& r, StageRecord& rec, const StageLimits& lim) {
     bad("sequences hold " + std::to_string(sum) + " tokens, header says " + std::to_string(n_tokens));
   }
 
-  const size_t hidden_bytes = static_cast<size_t>(n_tokens) * hidden * sizeof(float);
+  const int n_rows = checked_count(r.u32("n_rows"), 0, n_tokens, "n_rows");
+  const uint32_t trimmed = r.u32("trimmed");
+  if (trimmed > 1) bad("trimmed flag " + std::to_string(trimmed));
+  rec.trimmed = trimmed == 1;
+  rec.rows.resize(static_cast<size_t>(n_rows));
+  for (int i = 0; i < n_rows; ++i) {
+    const int row = checked_count(r.u32("row"), 0, n_tokens - 1, "row");
+    if (i > 0 && row <= rec.rows[static_cast<size_t>(i - 1)]) bad("rows not ascending");
+    rec.rows[static_cast<size_t>(i)] = row;
+  }
+
+  const size_t hidden_rows = static_cast<size_t>(rec.trimmed ? n_rows : n_tokens);
+  const size_t hidden_bytes = hidden_rows * hidden * sizeof(float);
   if (r.left() != hidden_bytes) {
-    bad("hidden state is " + std::to_string(r.left()) + " bytes, [" + std::to_string(n_tokens) + ", " +
+    bad("hidden state is " + std::to_string(r.left()) + " bytes, [" + std::to_string(hidden_rows) + ", " +
         std::to_string(hidden) + "] f32 needs " + std::to_string(hidden_bytes));
   }
   rec.hidden_offset = r.pos();
-  rec.hidden.resize(static_cast<size_t>(n_tokens) * hidden);
-  std::memcpy(rec.hidden.data(), r.take(hidden_bytes, "hidden"), hidden_bytes);
+  rec.hidden.resize(hidden_rows * hidden);
+  const uint8_t* src = r.take(hidden_bytes, "hidden");
+  if (hidden_bytes > 0) std::memcpy(rec.hidden.data(), src, hidden_bytes);  // a trimmed step may have no rows
 }
 
 }  // namespace
 
 std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, const BatchView& batch,
-                                       const float* hidden, int hidden_size, int page_size) {
+                                       const float* hidden, int hidden_size, int page_size,
+                                       const std::vector<int>& rows, bool trimmed) {
   if (batch.seqs.empty()) throw InvalidArgument("stage step: no sequences");
   if (hidden_size <= 0 || page_size <= 0) throw InvalidArgument("stage step: bad hidden size or page size");
   size_t bytes = kStageHeaderBytes + kStepFixedBytes;
@@ -171,7 +186,14 @@ std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, c
     bytes += kSeqFixedBytes + 4 * s.block_table.size();
   }
   if (n_tokens > std::numeric_limits<int32_t>::max()) throw InvalidArgument("stage step: too many tokens");
-  const size_t hidden_bytes = static_cast<size_t>(n_tokens) * static_cast<size_t>(hidden_size) * sizeof(float);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= n_tokens || (i > 0 && rows[i] <= rows[i - 1])) {
+      throw InvalidArgument("stage step: rows must be ascending token indices");
+    }
+  }
+  bytes += 8 + 4 * rows.size();
+  const size_t hidden_rows = trimmed ? rows.size() : static_cast<size_t>(n_tokens);
+  const size_t hidden_bytes = hidden_rows * static_cast<size_t>(hidden_size) * sizeof(float);
   Writer w(bytes + hidden_bytes);
   write_header(w, StageKind::kStep, step_id);
   w.u32(micro_batch);
@@ -190,6 +212,9 @@ std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, c
     w.u8(0);
     for (int32_t b : s.block_table) w.u32(static_cast<uint32_t>(b));
   }
+  w.u32(static_cast<uint32_t>(rows.size()));
+  w.u32(trimmed ? 1 : 0);
+  for (int row : rows) w.u32(static_cast<uint32_t>(row));
   w.bytes(hidden, hidden_bytes);
   return w.take();
 }

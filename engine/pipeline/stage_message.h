@@ -13,7 +13,10 @@
 //   common header (16 B): magic u32 "JPSM", version u16, kind u16, step_id u64
 //   kStep:  micro_batch u32, n_tokens u32, n_seqs u32, hidden u32, dtype u32 (1 = f32), then per
 //           sequence: seq_id i64, n_tokens u32, start_pos u32, n_blocks u32, want_logits u8,
-//           3 zero bytes, block ids i32[n_blocks]; then hidden f32[n_tokens, hidden]
+//           3 zero bytes, block ids i32[n_blocks]; then n_rows u32, trimmed u32 (0 or 1), rows
+//           u32[n_rows] (ascending token indices whose logits rank 0 computes); then hidden
+//           f32[trimmed ? n_rows : n_tokens, hidden]. The last rank trims: rank 0 needs only
+//           those rows back, and a prefill chunk is mostly rows nobody reads.
 //   kFree:  count u32, seq ids i64[count]
 //   kError: length u32, UTF-8 text[length]
 //   kHello: n_layers u32, hidden u32, num_blocks u32, page_size u32, count u32,
@@ -74,7 +77,9 @@ struct StageRecord {
   uint32_t micro_batch = 0;
   int hidden_size = 0;
   BatchView batch;
-  std::vector<float> hidden;   // [batch.total_tokens(), hidden_size]
+  std::vector<int> rows;       // token indices rank 0 computes logits for, ascending
+  bool trimmed = false;        // hidden holds only `rows` (after the last rank)
+  std::vector<float> hidden;   // [trimmed ? rows.size() : batch.total_tokens(), hidden_size]
   size_t hidden_offset = 0;    // where the hidden bytes start in the encoded record
   // kFree
   std::vector<int64_t> seq_ids;
@@ -86,8 +91,10 @@ struct StageRecord {
 
 // Encoders check the batch against itself (counts, non-negative values, block table coverage at
 // page_size) and throw InvalidArgument for a step no rank could accept.
+// `hidden` holds [trimmed ? rows.size() : batch.total_tokens(), hidden_size] floats.
 std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, const BatchView& batch,
-                                       const float* hidden, int hidden_size, int page_size);
+                                       const float* hidden, int hidden_size, int page_size,
+                                       const std::vector<int>& rows = {}, bool trimmed = false);
 std::vector<uint8_t> encode_stage_free(uint64_t step_id, const std::vector<int64_t>& seq_ids);
 std::vector<uint8_t> encode_stage_error(uint64_t step_id, const std::string& text);
 std::vector<uint8_t> encode_stage_hello(uint64_t step_id, const StageHello& hello);

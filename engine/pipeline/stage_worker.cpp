@@ -14,7 +14,10 @@ using transport::Message;
 using transport::MessageType;
 
 StageWorker::StageWorker(const Model& model, int num_blocks, int page_size, int threads)
-    : model_(model), pool_(threads), kv_(model.make_kv_cache(num_blocks, page_size)) {
+    : model_(model),
+      pool_(threads),
+      kv_(model.make_kv_cache(num_blocks, page_size)),
+      is_last_(model.shard().end_layer == model.config().n_layers) {
   limits_.hidden = model.config().hidden;
   limits_.num_blocks = num_blocks;
   limits_.page_size = page_size;
@@ -77,13 +80,26 @@ StageWorkerResult StageWorker::run(Link& in, Link& out) {
       StageRecord rec = decode_stage_record(m->payload, limits_);
       step_id = rec.step_id;
       if (rec.kind == StageKind::kStep) {
+        if (rec.trimmed) throw InvalidArgument("a trimmed step (rows only) reached a rank with layers to run");
         const auto t0 = std::chrono::steady_clock::now();
         model_.forward_layers(rec.batch, rec.hidden.data(), kv_, pool_);
         res.stats.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        // Only the hidden bytes change: patch them into the received record and pass it on.
-        std::memcpy(m->payload.data() + rec.hidden_offset, rec.hidden.data(), rec.hidden.size() * sizeof(float));
         ++res.stats.steps;
         res.stats.tokens += rec.hidden.size() / static_cast<size_t>(rec.hidden_size);
+        if (is_last_) {
+          // Rank 0 reads only the rows it computes logits for: send back just those.
+          const size_t h = static_cast<size_t>(rec.hidden_size);
+          selected_.resize(rec.rows.size() * h);
+          for (size_t i = 0; i < rec.rows.size(); ++i) {
+            std::memcpy(selected_.data() + i * h, rec.hidden.data() + static_cast<size_t>(rec.rows[i]) * h,
+                        h * sizeof(float));
+          }
+          m->payload = encode_stage_step(rec.step_id, rec.micro_batch, rec.batch, selected_.data(), rec.hidden_size,
+                                         limits_.page_size, rec.rows, true);
+        } else {
+          // Only the hidden bytes change: patch them into the received record and pass it on.
+          std::memcpy(m->payload.data() + rec.hidden_offset, rec.hidden.data(), rec.hidden.size() * sizeof(float));
+        }
       } else if (rec.kind == StageKind::kFree) {
         res.stats.frees += rec.seq_ids.size();
       } else if (rec.kind == StageKind::kHello) {

@@ -59,6 +59,8 @@ class StageWorker {
   cpu::ThreadPool pool_;
   KvCache kv_;
   StageLimits limits_;
+  bool is_last_;                 // holds the model's last layer: trims steps to their rows
+  std::vector<float> selected_;  // the trimmed rows
   std::atomic<bool> stop_{false};
   std::chrono::milliseconds poll_{100};
 };

@@ -124,6 +124,26 @@ TEST(PipelineRing, HandshakeRefusesAnotherKvLayout) {
   expect_handshake_error(ring, "KV layout mismatch");
 }
 
+// The last rank sends back only the rows rank 0 computes logits for.
+TEST(PipelineRing, LastRankReturnsOnlyTheLogitRows) {
+  InprocRing ring(10, 10, 1);
+  ring.runner->handshake();
+  BatchView b;
+  b.seqs.push_back({1, 5, 0, {3}, true});
+  const std::vector<float> hidden(5 * 576, 0.25f);
+  ring.to_next->send(encode_stage_step(7, 0, b, hidden.data(), 576, kPageSize, {1, 4}));
+  const transport::Message m = ring.from_last->recv(std::chrono::seconds(10));
+  StageLimits lim;
+  lim.hidden = 576;
+  lim.num_blocks = kNumBlocks;
+  lim.page_size = kPageSize;
+  const StageRecord r = decode_stage_record(m.payload, lim);
+  EXPECT_TRUE(r.trimmed);
+  EXPECT_EQ(r.rows, (std::vector<int>{1, 4}));
+  EXPECT_EQ(r.hidden.size(), 2u * 576);
+  ring.shut_down();
+}
+
 // A worker that fails (here: a record naming a block its cache lacks) reports the cause to rank 0,
 // which throws PipelineError with it; the ring then shuts down without hanging.
 TEST(PipelineRing, WorkerErrorReachesRankZero) {

@@ -45,7 +45,7 @@ std::vector<float> sample_hidden(int n_tokens) {
 std::vector<uint8_t> sample_record() {
   const BatchView b = sample_batch();
   const std::vector<float> h = sample_hidden(b.total_tokens());
-  return encode_stage_step(42, 3, b, h.data(), kHidden, kPage);
+  return encode_stage_step(42, 3, b, h.data(), kHidden, kPage, {0, 5, 7});
 }
 
 void put_u32(std::vector<uint8_t>& v, size_t at, uint32_t x) {
@@ -55,12 +55,15 @@ void put_u32(std::vector<uint8_t>& v, size_t at, uint32_t x) {
 // Field offsets of the sample record (stage_message.h gives the layout).
 constexpr size_t kNTokens = 20, kNSeqs = 24, kHiddenAt = 28, kDtype = 32;
 constexpr size_t kSeq0 = 36;  // seq_id +0, n_tokens +8, start_pos +12, n_blocks +16, want +20, pad +21
+constexpr size_t kNRows = 140, kTrimmed = 144, kRows = 148;  // after the three sequences
 
 TEST(PipelineStageMessage, StepRoundTripKeepsEveryFieldAndBit) {
   const BatchView b = sample_batch();
   const std::vector<float> h = sample_hidden(b.total_tokens());
-  const std::vector<uint8_t> bytes = encode_stage_step(42, 3, b, h.data(), kHidden, kPage);
+  const std::vector<uint8_t> bytes = encode_stage_step(42, 3, b, h.data(), kHidden, kPage, {0, 5, 7});
   const StageRecord r = decode_stage_record(bytes, limits());
+  EXPECT_EQ(r.rows, (std::vector<int>{0, 5, 7}));
+  EXPECT_FALSE(r.trimmed);
   EXPECT_EQ(r.kind, StageKind::kStep);
   EXPECT_EQ(r.step_id, 42u);
   EXPECT_EQ(r.micro_batch, 3u);
@@ -78,6 +81,22 @@ TEST(PipelineStageMessage, StepRoundTripKeepsEveryFieldAndBit) {
   // The hidden bytes are the record's tail: a worker patches them in place.
   EXPECT_EQ(r.hidden_offset + h.size() * sizeof(float), bytes.size());
   EXPECT_EQ(std::memcmp(bytes.data() + r.hidden_offset, h.data(), h.size() * sizeof(float)), 0);
+}
+
+// After the last rank only the logit rows travel: [rows, hidden] instead of [tokens, hidden].
+TEST(PipelineStageMessage, TrimmedStepRoundTrip) {
+  const BatchView b = sample_batch();
+  const std::vector<float> rows_hidden = sample_hidden(2);
+  const std::vector<uint8_t> bytes = encode_stage_step(1, 0, b, rows_hidden.data(), kHidden, kPage, {3, 7}, true);
+  const StageRecord r = decode_stage_record(bytes, limits());
+  EXPECT_TRUE(r.trimmed);
+  EXPECT_EQ(r.rows, (std::vector<int>{3, 7}));
+  ASSERT_EQ(r.hidden.size(), rows_hidden.size());
+  EXPECT_EQ(std::memcmp(r.hidden.data(), rows_hidden.data(), rows_hidden.size() * sizeof(float)), 0);
+  const StageRecord none = decode_stage_record(encode_stage_step(1, 0, b, nullptr, kHidden, kPage, {}, true), limits());
+  EXPECT_TRUE(none.trimmed && none.rows.empty() && none.hidden.empty());
+  EXPECT_THROW(encode_stage_step(1, 0, b, rows_hidden.data(), kHidden, kPage, {7, 3}, true), InvalidArgument);
+  EXPECT_THROW(encode_stage_step(1, 0, b, rows_hidden.data(), kHidden, kPage, {3, 8}, true), InvalidArgument);
 }
 
 TEST(PipelineStageMessage, FreeAndErrorRoundTrip) {
@@ -159,6 +178,13 @@ TEST(PipelineStageMessage, CorruptFieldsAreRejected) {
       {"n_blocks huge", kSeq0 + 16, 0xffffffffu},
       {"block id = num_blocks", kSeq0 + 24, kBlocks},
       {"block id negative", kSeq0 + 28, 0xffffffffu},
+      {"n_rows over n_tokens", kNRows, 9},
+      {"n_rows huge", kNRows, 0xffffffffu},
+      {"n_rows one fewer (hidden size then wrong)", kNRows, 2},
+      {"trimmed flag 2", kTrimmed, 2},
+      {"trimmed without hidden to match", kTrimmed, 1},
+      {"row = n_tokens", kRows + 8, 8},
+      {"rows not ascending", kRows + 4, 0},
   };
   for (const Case& c : cases) {
     std::vector<uint8_t> bytes = sample_record();
@@ -208,7 +234,10 @@ TEST(PipelineStageMessage, RandomDamageNeverYieldsAnOutOfRangeRecord) {
         for (int32_t b : s.block_table) ASSERT_TRUE(b >= 0 && b < kBlocks);
         total += s.n_tokens;
       }
-      ASSERT_EQ(static_cast<size_t>(total) * kHidden, r.hidden.size());
+      for (size_t i = 0; i < r.rows.size(); ++i) {
+        ASSERT_TRUE(r.rows[i] >= 0 && r.rows[i] < total && (i == 0 || r.rows[i] > r.rows[i - 1]));
+      }
+      ASSERT_EQ((r.trimmed ? r.rows.size() : static_cast<size_t>(total)) * kHidden, r.hidden.size());
     } catch (const StageMessageError&) {
     }
   }

@@ -8,7 +8,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from jarvis_serve_process import free_port
+from serve_fixture import free_port
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")

@@ -56,6 +56,18 @@ class Server:
     def output(self):
         return Path(self.log.name).read_text(errors="replace")
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def get(self, path, timeout=10):
+        """GET `path`; the body as text (raises on a non-200 answer)."""
+        status, _, data = self.request("GET", path, timeout=timeout)
+        assert status == 200, (path, status, data[:200])
+        return data.decode()
+
     def alive(self):
         return self.proc.poll() is None
 

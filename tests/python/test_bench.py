@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fake_openai_server import FakeOpenAI
-from jarvis_serve_process import JarvisServe, missing_reason
+from serve_fixture import MODEL, SRC, Server, requires_server
 
 BENCH = os.path.join(os.environ.get("JARVIS_BIN_DIR", "build/bin"), "jarvis-bench")
 pytestmark = pytest.mark.skipif(not os.access(BENCH, os.X_OK), reason=f"{BENCH} not built")
@@ -163,13 +163,14 @@ def test_unreachable_server_fails_cleanly(tmp_path):
     assert r.returncode == 2 and "models" in r.stderr
 
 
-@pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
+@requires_server[0]
+@requires_server[1]
 def test_against_jarvis_serve(tmp_path):
     n, input_len, output_len = 6, 16, 8
-    with JarvisServe() as serve:
-        res = run_bench(tmp_path, serve.base + "/v1", "-n", str(n), "--concurrency", "3",
+    with Server() as serve:
+        res = run_bench(tmp_path, serve.base_url + "/v1", "-n", str(n), "--concurrency", "3",
                         "--input-len", str(input_len), "--output-len", str(output_len))
-        chat = run_bench(tmp_path, serve.base + "/v1", "--endpoint", "chat", "-n", "2",
+        chat = run_bench(tmp_path, serve.base_url + "/v1", "--endpoint", "chat", "-n", "2",
                          "--input-len", "8", "--output-len", "4")
     check_consistent(res, n, output_len=output_len, chunk_per_token=False)
     assert res["completed"] == n, res["errors"]
@@ -186,14 +187,13 @@ def test_synthetic_words_are_single_tokens_of_the_default_model():
     # Checked with the independent `gguf` reader over the model's own vocabulary: "Ġword" (GPT-2
     # byte-level BPE's leading space) must be one token, so N words make about N prompt tokens.
     import re
-    from jarvis_serve_process import DEFAULT_MODEL, SOURCE_DIR
-    if not os.path.exists(DEFAULT_MODEL):
-        pytest.skip(f"{DEFAULT_MODEL} missing")
+    if not MODEL.exists():
+        pytest.skip(f"{MODEL} missing")
     import gguf
-    src = open(os.path.join(SOURCE_DIR, "benchmarks", "serving", "workload.cpp"), encoding="utf-8").read()
+    src = open(os.path.join(SRC, "benchmarks", "serving", "workload.cpp"), encoding="utf-8").read()
     start = src.index("kWords[] = {")
     words = re.findall(r'"([a-z]+)"', src[start:src.index("};", start)])
     assert len(words) >= 100
-    field = gguf.GGUFReader(DEFAULT_MODEL).fields["tokenizer.ggml.tokens"]
+    field = gguf.GGUFReader(str(MODEL)).fields["tokenizer.ggml.tokens"]
     vocab = {bytes(field.parts[i]).decode("utf-8") for i in field.data}
     assert [w for w in words if "\u0120" + w not in vocab] == []

@@ -8,13 +8,13 @@ import urllib.request
 import pytest
 
 from dashboard_queries import panel_queries
-from jarvis_serve_process import JarvisServe, missing_reason
+from serve_fixture import Server, requires_server
 from prometheus_server import PROMETHEUS, PROMTOOL, PrometheusServer, promtool_check_metrics
 
 pytestmark = [
     pytest.mark.skipif(PROMETHEUS is None or PROMTOOL is None,
                        reason="prometheus/promtool not found (Debian package `prometheus`)"),
-    pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason())),
+    *requires_server,
 ]
 
 
@@ -72,8 +72,8 @@ def exercise(prom, serve_base, model):
 
 
 def test_prometheus_scrapes_jarvis_serve(tmp_path):
-    with JarvisServe() as serve:
+    with Server() as serve:
         model = json.loads(serve.get("/v1/models"))["data"][0]["id"]
         with PrometheusServer([f"127.0.0.1:{serve.port}"], tmp_path) as prom:
-            exercise(prom, serve.base, model)
+            exercise(prom, serve.base_url, model)
         assert promtool_check_metrics(serve.get("/metrics")) == []

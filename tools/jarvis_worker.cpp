@@ -2,7 +2,9 @@
 // (no embedding, no head), listens for the previous rank, connects to the next one, and then
 // passes every stage record through its layers (engine/pipeline/stage_worker.h) until the
 // previous rank closes the ring. Startup order, the same on every rank so any start order works:
-// listen, connect downstream (retrying until --connect-timeout), accept upstream.
+// listen, connect downstream (retrying until --connect-timeout), accept upstream. Then the
+// rendezvous (engine/cluster/rendezvous.h) goes round the ring: every rank proves it runs this
+// engine version on the same model file before any step is run.
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -13,6 +15,8 @@
 
 #include "csrc/model/model.h"
 #include "csrc/util/error.h"
+#include "engine/cluster/model_identity.h"
+#include "engine/cluster/rendezvous.h"
 #include "engine/pipeline/stage_worker.h"
 #include "transport/link_spec.h"
 #include "transport/shaper.h"
@@ -57,8 +61,8 @@ int main(int argc, char** argv) {
   app.add_option("--page-size", page_size, "tokens per KV block: must equal rank 0's")->check(CLI::PositiveNumber);
   app.add_option("--connect-timeout", connect_timeout_s, "seconds to wait for each neighbour");
   app.add_option("--port-file", port_file, "write the listening port here once listening (for scripts)");
-  app.add_option("--rank", rank, "this rank's index in the ring (for --link-* specs)");
-  app.add_option("--ranks", ranks, "ranks in the ring (for --link-* specs)");
+  app.add_option("--rank", rank, "this rank's index in the ring (1..ranks-1)")->required();
+  app.add_option("--ranks", ranks, "ranks in the ring, rank 0 included")->required();
   app.add_option("--link-delay", link_delay,
                  "one-way delay per link, e.g. '1-2:2ms,*:1ms' (shapes what this rank sends)");
   app.add_option("--link-jitter", link_jitter, "jitter per link, e.g. '1-2:500us'");
@@ -66,6 +70,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    if (rank < 1 || ranks < 2 || rank >= ranks) throw jarvis::InvalidArgument("--rank must be in 1..ranks-1");
     const HostPort in_addr = parse_host_port(listen, "--listen");
     const HostPort out_addr = parse_host_port(next, "--next");
     jarvis::ShardSpec shard;
@@ -90,9 +95,6 @@ int main(int argc, char** argv) {
     // Each rank shapes what it sends, so every hop of the ring is shaped once.
     jarvis::transport::LinkShape shape;
     if (!link_delay.empty() || !link_jitter.empty() || !link_bandwidth.empty()) {
-      if (rank < 1 || ranks < 2 || rank >= ranks) {
-        throw jarvis::InvalidArgument("--link-* specs need --rank (1..ranks-1) and --ranks");
-      }
       shape = jarvis::transport::parse_link_shapes(link_delay, link_jitter, link_bandwidth)
                   .get(rank, (rank + 1) % ranks);
     }
@@ -100,6 +102,9 @@ int main(int argc, char** argv) {
         jarvis::transport::ucx_connect(out_addr.host, out_addr.port, opts), shape, static_cast<uint64_t>(rank + 1));
     std::unique_ptr<jarvis::transport::Link> in = listener.accept(opts.connect_timeout);
     std::fprintf(stderr, "jarvis-worker: connected (%s -> %s)\n", in->describe().c_str(), out->describe().c_str());
+    const jarvis::RankHello hello =
+        jarvis::RankHello::make(rank, ranks, model->shard(), jarvis::model_fingerprint(model_path));
+    jarvis::rendezvous_ring(hello, in.get(), out.get(), {}, opts.connect_timeout);
 
     const jarvis::StageWorkerResult r = worker.run(*in, *out);
     std::fprintf(stderr, "jarvis-worker: %s; %llu steps, %llu tokens, %.3f s in layers\n", r.reason.c_str(),

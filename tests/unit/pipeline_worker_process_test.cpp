@@ -15,6 +15,8 @@
 #include <future>
 #include <thread>
 
+#include "engine/cluster/model_identity.h"
+#include "engine/cluster/rendezvous.h"
 #include "pipeline_workload.h"
 #include "transport/ucx/ucx_link.h"
 
@@ -29,7 +31,7 @@ using Clock = std::chrono::steady_clock;
 // A jarvis-worker child; killed on destruction if still running.
 class WorkerProcess {
  public:
-  WorkerProcess(int first, int end, uint16_t next_port, const std::string& port_file,
+  WorkerProcess(int rank, int first, int end, uint16_t next_port, const std::string& port_file,
                 std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {JARVIS_WORKER_BIN,
                                      "--model", model_path(),
@@ -41,7 +43,9 @@ class WorkerProcess {
                                      "--page-size", std::to_string(kPageSize),
                                      "--threads", "1",
                                      "--connect-timeout", "20",
-                                     "--port-file", port_file};
+                                     "--port-file", port_file,
+                                     "--rank", std::to_string(rank),
+                                     "--ranks", "3"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -88,27 +92,37 @@ uint16_t wait_for_port(const std::string& path, WorkerProcess& w) {
   return 0;
 }
 
+ShardSpec s0_shard() {
+  ShardSpec s;
+  s.end_layer = 10;
+  return s;
+}
+
 TEST(PipelineWorkerProcess, TwoUcxWorkersMatchOneRankAndAKilledWorkerIsReported) {
   char dir_template[] = "/tmp/jarvis_pipeline_XXXXXX";
   const std::string dir = ::mkdtemp(dir_template);
-  ShardSpec s0;
-  s0.end_layer = 10;
-  std::unique_ptr<Model> rank0 = load_model(model_path(), s0);
+  std::unique_ptr<Model> rank0 = load_model(model_path(), s0_shard());
   std::unique_ptr<Model> full = load_model(model_path());
   StepRunner reference(*full, kNumBlocks, kPageSize, 2);
 
   transport::UcxListener listener("127.0.0.1", 0);
   // The last worker first: it connects to rank 0; the first worker then connects to it.
-  WorkerProcess w2(20, 30, listener.port(), dir + "/w2.port");
+  WorkerProcess w2(2, 20, 30, listener.port(), dir + "/w2.port");
   const uint16_t p2 = wait_for_port(dir + "/w2.port", w2);
   ASSERT_NE(p2, 0);
-  WorkerProcess w1(10, 20, p2, dir + "/w1.port");
+  WorkerProcess w1(1, 10, 20, p2, dir + "/w1.port");
   const uint16_t p1 = wait_for_port(dir + "/w1.port", w1);
   ASSERT_NE(p1, 0);
   // Accept and connect at once: w2 accepts its upstream only after rank 0 accepted it.
   auto accepted = std::async(std::launch::async, [&] { return listener.accept(std::chrono::seconds(20)); });
   std::unique_ptr<transport::Link> to_next = transport::ucx_connect("127.0.0.1", p1);
   std::unique_ptr<transport::Link> from_last = accepted.get();
+  // Start-up check round the ring (engine/cluster/rendezvous.h), as jarvis-serve will do.
+  const std::vector<RankHello> hellos =
+      rendezvous_ring(RankHello::make(0, 3, s0_shard(), model_fingerprint(model_path())), from_last.get(),
+                      to_next.get(), {}, std::chrono::seconds(20));
+  ASSERT_EQ(hellos.size(), 3u);
+  EXPECT_EQ(hellos[2].shard.first_layer, 20);
 
   PipelineOptions opts;
   opts.max_in_flight = 3;
@@ -154,15 +168,21 @@ TEST(PipelineWorkerProcess, ShapedWorkerLinkAndCleanShutdown) {
   char dir_template[] = "/tmp/jarvis_pipeline_XXXXXX";
   const std::string dir = ::mkdtemp(dir_template);
   transport::UcxListener listener("127.0.0.1", 0);
-  WorkerProcess w2(20, 30, listener.port(), dir + "/w2.port");
+  WorkerProcess w2(2, 20, 30, listener.port(), dir + "/w2.port");
   const uint16_t p2 = wait_for_port(dir + "/w2.port", w2);
   ASSERT_NE(p2, 0);
-  WorkerProcess w1(10, 20, p2, dir + "/w1.port", {"--rank", "1", "--ranks", "3", "--link-delay", "1-2:30ms,*:0ms"});
+  WorkerProcess w1(1, 10, 20, p2, dir + "/w1.port", {"--link-delay", "1-2:30ms,*:0ms"});
   const uint16_t p1 = wait_for_port(dir + "/w1.port", w1);
   ASSERT_NE(p1, 0);
   auto accepted = std::async(std::launch::async, [&] { return listener.accept(std::chrono::seconds(20)); });
   std::unique_ptr<transport::Link> to_next = transport::ucx_connect("127.0.0.1", p1);
   std::unique_ptr<transport::Link> from_last = accepted.get();
+  // Start-up check round the ring (engine/cluster/rendezvous.h), as jarvis-serve will do.
+  const std::vector<RankHello> hellos =
+      rendezvous_ring(RankHello::make(0, 3, s0_shard(), model_fingerprint(model_path())), from_last.get(),
+                      to_next.get(), {}, std::chrono::seconds(20));
+  ASSERT_EQ(hellos.size(), 3u);
+  EXPECT_EQ(hellos[2].shard.first_layer, 20);
   const auto t0 = Clock::now();
   to_next->send(encode_stage_free(1, {5}));  // one record round the ring proves it is connected
   const transport::Message m = from_last->recv(std::chrono::seconds(10));

@@ -98,6 +98,30 @@ TEST(PipelineRing, EvenSplitThreeMicroBatchesMatchesOneRank) { check_split(10, 1
 TEST(PipelineRing, UnevenSplitOneLayerOnRankZero) { check_split(1, 28, 3); }
 TEST(PipelineRing, UnevenSplitOneStepAtATime) { check_split(28, 1, 1); }
 
+// Two ranks over one bidirectional link: rank 0's to_next and from_last are the same Link, and so
+// are the worker's in and out.
+TEST(PipelineRing, TwoRanksOverOneLink) {
+  std::unique_ptr<Model> full = load_model(model_path());
+  StepRunner reference(*full, kNumBlocks, kPageSize, 2);
+  std::unique_ptr<Model> m0 = load_model(model_path(), shard(0, 15, true));
+  std::unique_ptr<Model> m1 = load_model(model_path(), shard(15, -1, false));
+  StageWorker worker(*m1, kNumBlocks, kPageSize, 1);
+  auto [r0, w] = transport::make_inproc_link_pair();
+  StageWorkerResult wr;
+  std::thread t([&worker, &wr, link = std::move(w)]() mutable { wr = worker.run(*link, *link); });
+  {
+    PipelineOptions opts;
+    opts.max_in_flight = 2;
+    PipelineRunner runner(*m0, kNumBlocks, kPageSize, 1, *r0, *r0, opts);
+    EXPECT_EQ(runner.handshake(), (std::vector<std::pair<int, int>>{{0, 15}, {15, 30}}));
+    const WorkloadStats s = run_workload(runner, reference, 2, 3, 3, 8);
+    EXPECT_GT(s.compared_rows, 5);
+  }
+  r0.reset();
+  t.join();
+  EXPECT_TRUE(wr.ok) << wr.reason;
+}
+
 // A ring that does not fit is refused before the first step, saying what does not fit.
 void expect_handshake_error(InprocRing& ring, const std::string& words) {
   try {

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   CLI::App app{"pipeline ring decode throughput"};
   std::string model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf", split = "10,10,10";
   int mbs = 3, seqs = 4, prompt = 32, steps = 32, threads = 1;
+  int one_rank_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   app.add_option("--model", model_path);
   app.add_option("--split", split, "layers per rank, 3 ranks");
   app.add_option("--micro-batches", mbs);
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
   app.add_option("--prompt", prompt);
   app.add_option("--steps", steps, "decode rounds");
   app.add_option("--threads", threads, "threads per rank");
+  app.add_option("--one-rank-threads", one_rank_threads, "threads of the one-rank baseline (default: all cores)");
   CLI11_PARSE(app, argc, argv);
   std::vector<int> sp;
   std::stringstream ss(split);
@@ -76,7 +78,7 @@ int main(int argc, char** argv) {
   // One rank, all micro-batches as one batch.
   double one_rank_tps = 0;
   {
-    StepRunner r(*full, num_blocks, kPage, threads);
+    StepRunner r(*full, num_blocks, kPage, one_rank_threads);
     const ScheduledStep pre = make_step(0, mbs * seqs, 0, prompt, blocks_per_seq, 100);
     r.run(pre, PipelineRunner::sample_rows(pre));
     const auto t0 = Clock::now();
@@ -120,8 +122,9 @@ int main(int argc, char** argv) {
   a0.reset();
   t1.join();
   t2.join();
-  std::printf("split %s, %d micro-batches x %d seqs, prompt %d, %d decode rounds, %d thread(s)/rank, %u cores\n",
-              split.c_str(), mbs, seqs, prompt, steps, threads, std::thread::hardware_concurrency());
+  std::printf("split %s, %d micro-batches x %d seqs, prompt %d, %d decode rounds, %d thread(s)/rank, "
+              "one rank %d thread(s), %u cores\n",
+              split.c_str(), mbs, seqs, prompt, steps, threads, one_rank_threads, std::thread::hardware_concurrency());
   std::printf("one rank: %.1f tok/s   ring: %.1f tok/s   ratio %.2f\n", one_rank_tps, ring_tps,
               ring_tps / one_rank_tps);
   return 0;

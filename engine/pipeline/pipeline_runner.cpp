@@ -1,0 +1,185 @@
+#include "engine/pipeline/pipeline_runner.h"
+
+#include <cstring>
+#include <exception>
+#include <optional>
+
+namespace jarvis {
+
+using transport::Message;
+using transport::MessageType;
+
+PipelineRunner::PipelineRunner(const Model& model, int num_blocks, int page_size, int threads,
+                               transport::Link& to_next, transport::Link& from_last, PipelineOptions options)
+    : model_(model),
+      pool_(threads),
+      kv_(model.make_kv_cache(num_blocks, page_size)),
+      to_next_(to_next),
+      from_last_(from_last),
+      options_(options) {
+  const ShardSpec& s = model.shard();
+  if (s.first_layer != 0 || !s.has_embedding || !s.has_head) {
+    throw InvalidArgument("rank 0 of a pipeline needs the embedding, the head and the first layers");
+  }
+  if (options_.max_in_flight < 1) throw InvalidArgument("max_in_flight must be at least 1");
+  limits_.hidden = model.config().hidden;
+  limits_.num_blocks = num_blocks;
+  limits_.page_size = page_size;
+}
+
+std::vector<int> PipelineRunner::sample_rows(const ScheduledStep& step) {
+  std::vector<int> rows;
+  int at = 0;
+  for (const ScheduledSeq& s : step.seqs) {
+    at += static_cast<int>(s.tokens.size());
+    if (s.sample) rows.push_back(at - 1);
+  }
+  return rows;
+}
+
+void PipelineRunner::broken(const std::string& why) {
+  if (broken_.empty()) broken_ = why;
+  throw PipelineError("pipeline ring: " + why);
+}
+
+void PipelineRunner::send(const std::vector<uint8_t>& record, uint32_t tag) {
+  if (!broken_.empty()) broken(broken_);
+  try {
+    to_next_.send(MessageType::kData, tag, record.data(), record.size());
+  } catch (const std::exception& e) {
+    broken(std::string("sending to the next rank: ") + e.what());
+  }
+}
+
+uint64_t PipelineRunner::submit(const ScheduledStep& step, std::vector<int> rows, uint32_t micro_batch) {
+  if (!broken_.empty()) broken(broken_);
+  if (in_flight_ >= options_.max_in_flight) {
+    throw InvalidArgument("pipeline: " + std::to_string(in_flight_) + " steps already in flight (the limit)");
+  }
+  const int n = step.total_tokens();
+  if (n <= 0) throw InvalidArgument("pipeline: empty step");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= n || (i > 0 && rows[i] <= rows[i - 1])) {
+      throw InvalidArgument("pipeline: logits rows must be ascending indices into the step's tokens");
+    }
+  }
+  const size_t hidden = static_cast<size_t>(model_.config().hidden);
+  tokens_.clear();
+  for (const ScheduledSeq& s : step.seqs) tokens_.insert(tokens_.end(), s.tokens.begin(), s.tokens.end());
+  hidden_.resize(static_cast<size_t>(n) * hidden);
+  const BatchView batch = step.batch_view();
+  model_.embed(tokens_.data(), n, hidden_.data());
+  model_.forward_layers(batch, hidden_.data(), kv_, pool_);
+
+  Outstanding o;
+  o.kind = StageKind::kStep;
+  o.step_id = next_step_id_++;
+  o.micro_batch = micro_batch;
+  o.n_tokens = n;
+  o.rows = std::move(rows);
+  send(encode_stage_step(o.step_id, micro_batch, batch, hidden_.data(), static_cast<int>(hidden), kv_.page_size(),
+                         o.rows),
+       micro_batch);
+  const uint64_t id = o.step_id;
+  outstanding_.push_back(std::move(o));
+  ++in_flight_;
+  return id;
+}
+
+std::vector<std::pair<int, int>> PipelineRunner::handshake() {
+  if (!outstanding_.empty()) throw InvalidArgument("pipeline: handshake() with records in flight");
+  StageHello h;
+  h.n_layers = model_.config().n_layers;
+  h.hidden = limits_.hidden;
+  h.num_blocks = limits_.num_blocks;
+  h.page_size = limits_.page_size;
+  h.ranges.emplace_back(model_.shard().first_layer, model_.shard().end_layer);
+  Outstanding o;
+  o.kind = StageKind::kHello;
+  o.step_id = next_step_id_++;
+  send(encode_stage_hello(o.step_id, h), 0);
+  const StageRecord rec = receive(o);
+  const auto& ranges = rec.hello.ranges;
+  if (ranges.empty() || ranges.front() != h.ranges.front() || ranges.back().second != h.n_layers) {
+    broken("the ring does not cover the model's layers [0, " + std::to_string(h.n_layers) + ")" +
+           (ranges.empty() ? std::string() : ": it ends at layer " + std::to_string(ranges.back().second)));
+  }
+  return ranges;
+}
+
+void PipelineRunner::free_sequences(const std::vector<int64_t>& seq_ids) {
+  Outstanding o;
+  o.kind = StageKind::kFree;
+  o.step_id = next_step_id_++;
+  send(encode_stage_free(o.step_id, seq_ids), 0);
+  outstanding_.push_back(std::move(o));
+}
+
+StageRecord PipelineRunner::receive(const Outstanding& expect) {
+  std::optional<Message> m;
+  do {
+    try {
+      m = from_last_.try_recv(options_.recv_timeout);
+    } catch (const std::exception& e) {
+      broken(std::string("receiving from the last rank: ") + e.what());
+    }
+    if (!m) broken("no record back from the last rank within the receive timeout");
+  } while (m->type != MessageType::kData);  // pings and the like are not ours
+  StageRecord rec;
+  try {
+    rec = decode_stage_record(m->payload, limits_);
+  } catch (const std::exception& e) {
+    broken(std::string("record from the last rank: ") + e.what());
+  }
+  if (rec.kind == StageKind::kError) broken("a rank failed: " + rec.error);
+  if (rec.kind != expect.kind || rec.step_id != expect.step_id) {
+    broken("record " + std::to_string(rec.step_id) + " came back while " + std::to_string(expect.step_id) +
+           " was expected");
+  }
+  const size_t want_rows = rec.trimmed ? expect.rows.size() : static_cast<size_t>(expect.n_tokens);
+  if (rec.kind == StageKind::kStep && (rec.micro_batch != expect.micro_batch || rec.rows != expect.rows ||
+                                       rec.hidden.size() != want_rows * static_cast<size_t>(limits_.hidden))) {
+    broken("step " + std::to_string(rec.step_id) + " came back changed");
+  }
+  return rec;
+}
+
+PipelineResult PipelineRunner::collect() {
+  if (!broken_.empty()) broken(broken_);
+  if (in_flight_ == 0) throw InvalidArgument("pipeline: collect() with no step in flight");
+  for (;;) {
+    Outstanding o = std::move(outstanding_.front());
+    outstanding_.pop_front();
+    if (o.kind == StageKind::kStep) --in_flight_;
+    StageRecord rec = receive(o);
+    if (o.kind != StageKind::kStep) continue;
+
+    PipelineResult r;
+    r.step_id = o.step_id;
+    r.micro_batch = o.micro_batch;
+    r.n_rows = static_cast<int>(o.rows.size());
+    if (o.rows.empty()) return r;
+    const size_t hidden = static_cast<size_t>(limits_.hidden);
+    selected_.resize(o.rows.size() * hidden);
+    for (size_t i = 0; i < o.rows.size(); ++i) {
+      // The last rank normally sent only these rows (trimmed); a full record is accepted too.
+      const size_t src = rec.trimmed ? i : static_cast<size_t>(o.rows[i]);
+      std::memcpy(selected_.data() + i * hidden, rec.hidden.data() + src * hidden, hidden * sizeof(float));
+    }
+    r.logits.resize(o.rows.size() * static_cast<size_t>(vocab()));
+    model_.compute_logits(selected_.data(), r.n_rows, r.logits.data(), pool_);
+    return r;
+  }
+}
+
+void PipelineRunner::drain() {
+  while (!outstanding_.empty()) {
+    if (!broken_.empty()) broken(broken_);
+    Outstanding o = std::move(outstanding_.front());
+    outstanding_.pop_front();
+    if (o.kind == StageKind::kStep) --in_flight_;
+    receive(o);
+  }
+}
+
+}  // namespace jarvis

@@ -1,0 +1,109 @@
+// The records that travel around the pipeline ring, and their wire form.
+//
+// Rank 0 cuts a step into its own layers and sends a kStep record (the step's BatchView plus the
+// hidden state after its layers) to rank 1; every worker runs its layers over the hidden state and
+// passes the record on; the last worker sends it back to rank 0, which computes logits. kFree tells
+// the ranks that sequences finished (their block ids may be handed out again), kError carries a
+// worker's failure to rank 0 so the user sees the cause, not just a broken link. kHello goes round
+// once before the first step: each rank checks that it fits the ring (same model shape and KV
+// layout, its layers follow the previous rank's) and appends its layer range. Every record makes
+// the full round, so rank 0 sees its own records come back in the order it sent them.
+//
+// Wire form, little-endian, no padding between fields:
+//   common header (16 B): magic u32 "JPSM", version u16, kind u16, step_id u64
+//   kStep:  micro_batch u32, n_tokens u32, n_seqs u32, hidden u32, dtype u32 (1 = f32), then per
+//           sequence: seq_id i64, n_tokens u32, start_pos u32, n_blocks u32, want_logits u8,
+//           3 zero bytes, block ids i32[n_blocks]; then n_rows u32, trimmed u32 (0 or 1), rows
+//           u32[n_rows] (ascending token indices whose logits rank 0 computes); then hidden
+//           f32[trimmed ? n_rows : n_tokens, hidden]. The last rank trims: rank 0 needs only
+//           those rows back, and a prefill chunk is mostly rows nobody reads.
+//   kFree:  count u32, seq ids i64[count]
+//   kError: length u32, UTF-8 text[length]
+//   kHello: n_layers u32, hidden u32, num_blocks u32, page_size u32, count u32,
+//           then count x (first_layer u32, end_layer u32): the ranks passed so far, in ring order
+// The record fills its message exactly: trailing bytes are an error like missing ones.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "csrc/model/kv_cache.h"
+#include "csrc/util/error.h"
+
+namespace jarvis {
+
+inline constexpr uint32_t kStageMagic = 0x4d53504au;  // "JPSM" read as little-endian bytes
+inline constexpr uint16_t kStageVersion = 1;
+inline constexpr uint32_t kStageDtypeF32 = 1;
+inline constexpr size_t kStageHeaderBytes = 16;
+
+enum class StageKind : uint16_t { kStep = 1, kFree = 2, kError = 3, kHello = 4 };
+
+// A record that fails any check of decode_stage_record: names the field and the bad value.
+class StageMessageError : public Error {
+ public:
+  using Error::Error;
+};
+
+// What a receiving rank accepts. hidden, num_blocks and page_size must match the ring's model
+// and KV layout exactly; the rest bound allocations a corrupt count could otherwise ask for.
+struct StageLimits {
+  int hidden = 0;
+  int num_blocks = 0;
+  int page_size = 0;
+  int max_tokens = 1 << 16;     // per step
+  int max_seqs = 1 << 12;       // per step
+  int max_positions = 1 << 20;  // start_pos + n_tokens of any sequence
+  int max_free_ids = 1 << 16;
+  int max_error_bytes = 1 << 16;
+};
+
+// The ring's shape as a kHello record has seen it so far.
+struct StageHello {
+  int n_layers = 0;
+  int hidden = 0;
+  int num_blocks = 0;
+  int page_size = 0;
+  std::vector<std::pair<int, int>> ranges;  // [first_layer, end_layer) per rank, ring order
+};
+
+struct StageRecord {
+  StageKind kind = StageKind::kStep;
+  uint64_t step_id = 0;
+  // kStep
+  uint32_t micro_batch = 0;
+  int hidden_size = 0;
+  BatchView batch;
+  std::vector<int> rows;       // token indices rank 0 computes logits for, ascending
+  bool trimmed = false;        // hidden holds only `rows` (after the last rank)
+  std::vector<float> hidden;   // [trimmed ? rows.size() : batch.total_tokens(), hidden_size]
+  size_t hidden_offset = 0;    // where the hidden bytes start in the encoded record
+  // kFree
+  std::vector<int64_t> seq_ids;
+  // kError
+  std::string error;
+  // kHello
+  StageHello hello;
+};
+
+// Encoders check the batch against itself (counts, non-negative values, block table coverage at
+// page_size) and throw InvalidArgument for a step no rank could accept.
+// `hidden` holds [trimmed ? rows.size() : batch.total_tokens(), hidden_size] floats.
+std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, const BatchView& batch,
+                                       const float* hidden, int hidden_size, int page_size,
+                                       const std::vector<int>& rows = {}, bool trimmed = false);
+std::vector<uint8_t> encode_stage_free(uint64_t step_id, const std::vector<int64_t>& seq_ids);
+std::vector<uint8_t> encode_stage_error(uint64_t step_id, const std::string& text);
+std::vector<uint8_t> encode_stage_hello(uint64_t step_id, const StageHello& hello);
+
+// Parses and validates one record; throws StageMessageError for anything malformed or beyond
+// `limits`, without reading outside [data, data + size).
+StageRecord decode_stage_record(const uint8_t* data, size_t size, const StageLimits& limits);
+inline StageRecord decode_stage_record(const std::vector<uint8_t>& bytes, const StageLimits& limits) {
+  return decode_stage_record(bytes.data(), bytes.size(), limits);
+}
+
+}  // namespace jarvis

@@ -1,0 +1,126 @@
+#include "engine/pipeline/stage_worker.h"
+
+#include <cstring>
+#include <exception>
+#include <optional>
+
+#include "transport/rtt.h"
+
+namespace jarvis {
+
+using transport::Link;
+using transport::LinkBroken;
+using transport::Message;
+using transport::MessageType;
+
+StageWorker::StageWorker(const Model& model, int num_blocks, int page_size, int threads)
+    : model_(model),
+      pool_(threads),
+      kv_(model.make_kv_cache(num_blocks, page_size)),
+      is_last_(model.shard().end_layer == model.config().n_layers) {
+  limits_.hidden = model.config().hidden;
+  limits_.num_blocks = num_blocks;
+  limits_.page_size = page_size;
+}
+
+void StageWorker::check_hello(const StageHello& h) const {
+  const ModelConfig& c = model_.config();
+  if (h.n_layers != c.n_layers || h.hidden != c.hidden) {
+    throw InvalidArgument("model mismatch: the ring's model has " + std::to_string(h.n_layers) + " layers of width " +
+                          std::to_string(h.hidden) + ", this rank's " + std::to_string(c.n_layers) + " of " +
+                          std::to_string(c.hidden));
+  }
+  if (h.num_blocks != limits_.num_blocks || h.page_size != limits_.page_size) {
+    throw InvalidArgument("KV layout mismatch: rank 0 has " + std::to_string(h.num_blocks) + " blocks of " +
+                          std::to_string(h.page_size) + " tokens, this rank " + std::to_string(limits_.num_blocks) +
+                          " of " + std::to_string(limits_.page_size) + " (--kv-blocks and --page-size must match)");
+  }
+  if (h.ranges.back().second != model_.shard().first_layer) {
+    throw InvalidArgument("layers do not follow on: the previous rank ends at layer " +
+                          std::to_string(h.ranges.back().second) + ", this rank starts at " +
+                          std::to_string(model_.shard().first_layer));
+  }
+}
+
+StageWorkerResult StageWorker::run(Link& in, Link& out) {
+  StageWorkerResult res;
+  // Reports a failure downstream so it reaches rank 0 with its cause; the send may itself fail
+  // when the downstream link is what broke, which changes nothing about the outcome.
+  auto fail = [&](uint64_t step_id, const std::string& why) {
+    res.ok = false;
+    res.reason = why;
+    try {
+      out.send(encode_stage_error(step_id, "layers [" + std::to_string(model_.shard().first_layer) + ", " +
+                                               std::to_string(model_.shard().end_layer) + "): " + why));
+    } catch (const std::exception&) {
+    }
+    return res;
+  };
+
+  while (!stop_.load()) {
+    std::optional<Message> m;
+    try {
+      m = in.try_recv(poll_);
+    } catch (const LinkBroken& e) {
+      res.reason = std::string("upstream closed: ") + e.what();
+      return res;
+    } catch (const std::exception& e) {
+      return fail(0, std::string("input link: ") + e.what());
+    }
+    if (!m) continue;
+    if (m->type != MessageType::kData) {
+      try {
+        transport::answer_ping(in, *m);  // per-link RTT probes from upstream; anything else is ignored
+      } catch (const std::exception&) {
+      }
+      continue;
+    }
+    uint64_t step_id = 0;
+    try {
+      StageRecord rec = decode_stage_record(m->payload, limits_);
+      step_id = rec.step_id;
+      if (rec.kind == StageKind::kStep) {
+        if (rec.trimmed) throw InvalidArgument("a trimmed step (rows only) reached a rank with layers to run");
+        const auto t0 = std::chrono::steady_clock::now();
+        model_.forward_layers(rec.batch, rec.hidden.data(), kv_, pool_);
+        res.stats.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        ++res.stats.steps;
+        res.stats.tokens += rec.hidden.size() / static_cast<size_t>(rec.hidden_size);
+        if (is_last_) {
+          // Rank 0 reads only the rows it computes logits for: send back just those.
+          const size_t h = static_cast<size_t>(rec.hidden_size);
+          selected_.resize(rec.rows.size() * h);
+          for (size_t i = 0; i < rec.rows.size(); ++i) {
+            std::memcpy(selected_.data() + i * h, rec.hidden.data() + static_cast<size_t>(rec.rows[i]) * h,
+                        h * sizeof(float));
+          }
+          m->payload = encode_stage_step(rec.step_id, rec.micro_batch, rec.batch, selected_.data(), rec.hidden_size,
+                                         limits_.page_size, rec.rows, true);
+        } else {
+          // Only the hidden bytes change: patch them into the received record and pass it on.
+          std::memcpy(m->payload.data() + rec.hidden_offset, rec.hidden.data(), rec.hidden.size() * sizeof(float));
+        }
+      } else if (rec.kind == StageKind::kFree) {
+        res.stats.frees += rec.seq_ids.size();
+      } else if (rec.kind == StageKind::kHello) {
+        check_hello(rec.hello);
+        rec.hello.ranges.emplace_back(model_.shard().first_layer, model_.shard().end_layer);
+        m->payload = encode_stage_hello(rec.step_id, rec.hello);
+      }
+      // kError from upstream travels on unchanged; the upstream rank then closes, ending this loop.
+    } catch (const std::exception& e) {
+      return fail(step_id, e.what());
+    }
+    try {
+      out.send(MessageType::kData, m->tag, m->payload.data(), m->payload.size());
+    } catch (const std::exception& e) {
+      res.ok = false;
+      res.reason = std::string("downstream link: ") + e.what();
+      return res;
+    }
+  }
+  res.reason = "stopped";
+  return res;
+}
+
+}  // namespace jarvis

@@ -1,0 +1,118 @@
+// jarvis-worker: one middle or last rank of a pipeline ring. Loads layers [first, end) of a model
+// (no embedding, no head), listens for the previous rank, connects to the next one, and then
+// passes every stage record through its layers (engine/pipeline/stage_worker.h) until the
+// previous rank closes the ring. Startup order, the same on every rank so any start order works:
+// listen, connect downstream (retrying until --connect-timeout), accept upstream. Then the
+// rendezvous (engine/cluster/rendezvous.h) goes round the ring: every rank proves it runs this
+// engine version on the same model file before any step is run.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "csrc/model/model.h"
+#include "csrc/util/error.h"
+#include "engine/cluster/model_identity.h"
+#include "engine/cluster/rendezvous.h"
+#include "engine/pipeline/stage_worker.h"
+#include "transport/link_spec.h"
+#include "transport/shaper.h"
+#include "transport/ucx/ucx_link.h"
+
+namespace {
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+
+HostPort parse_host_port(const std::string& s, const char* flag) {
+  const size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon + 1 == s.size()) {
+    throw jarvis::InvalidArgument(std::string(flag) + " wants HOST:PORT, got '" + s + "'");
+  }
+  size_t used = 0;
+  const unsigned long port = std::stoul(s.substr(colon + 1), &used);
+  if (used != s.size() - colon - 1 || port > 65535) {
+    throw jarvis::InvalidArgument(std::string(flag) + ": bad port in '" + s + "'");
+  }
+  return {s.substr(0, colon), static_cast<uint16_t>(port)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"jarvis-worker: one pipeline rank (its layers between a previous and a next rank)"};
+  std::string model_path, listen, next, port_file;
+  int first_layer = 0, end_layer = -1, threads = 1, kv_blocks = 0, page_size = 16;
+  double connect_timeout_s = 60;
+  int rank = -1, ranks = 0;
+  std::string link_delay, link_jitter, link_bandwidth;
+  app.add_option("--model", model_path, "GGUF file or HF directory")->required();
+  app.add_option("--first-layer", first_layer, "first layer of this rank")->required();
+  app.add_option("--end-layer", end_layer, "one past the last layer of this rank")->required();
+  app.add_option("--listen", listen, "HOST:PORT the previous rank connects to (port 0: any)")->required();
+  app.add_option("--next", next, "HOST:PORT of the next rank")->required();
+  app.add_option("--threads", threads, "compute threads")->check(CLI::PositiveNumber);
+  app.add_option("--kv-blocks", kv_blocks, "KV blocks: must equal rank 0's")->required()->check(CLI::PositiveNumber);
+  app.add_option("--page-size", page_size, "tokens per KV block: must equal rank 0's")->check(CLI::PositiveNumber);
+  app.add_option("--connect-timeout", connect_timeout_s, "seconds to wait for each neighbour");
+  app.add_option("--port-file", port_file, "write the listening port here once listening (for scripts)");
+  app.add_option("--rank", rank, "this rank's index in the ring (1..ranks-1)")->required();
+  app.add_option("--ranks", ranks, "ranks in the ring, rank 0 included")->required();
+  app.add_option("--link-delay", link_delay,
+                 "one-way delay per link, e.g. '1-2:2ms,*:1ms' (shapes what this rank sends)");
+  app.add_option("--link-jitter", link_jitter, "jitter per link, e.g. '1-2:500us'");
+  app.add_option("--link-bandwidth", link_bandwidth, "bandwidth cap per link, e.g. '1-2:100mbit'");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (rank < 1 || ranks < 2 || rank >= ranks) throw jarvis::InvalidArgument("--rank must be in 1..ranks-1");
+    const HostPort in_addr = parse_host_port(listen, "--listen");
+    const HostPort out_addr = parse_host_port(next, "--next");
+    jarvis::ShardSpec shard;
+    shard.first_layer = first_layer;
+    shard.end_layer = end_layer;
+    shard.has_embedding = false;
+    shard.has_head = false;
+    std::unique_ptr<jarvis::Model> model = jarvis::load_model(model_path, shard);
+    jarvis::StageWorker worker(*model, kv_blocks, page_size, threads);
+
+    jarvis::transport::UcxOptions opts;
+    opts.connect_timeout = std::chrono::milliseconds(static_cast<int64_t>(connect_timeout_s * 1000));
+    jarvis::transport::UcxListener listener(in_addr.host, in_addr.port, opts);
+    std::fprintf(stderr, "jarvis-worker: layers [%d, %d) listening on %s:%u\n", model->shard().first_layer,
+                 model->shard().end_layer, in_addr.host.c_str(), listener.port());
+    if (!port_file.empty()) {
+      // Written to a temporary name and renamed, so a reader never sees a half-written port.
+      const std::string tmp = port_file + ".tmp";
+      { std::ofstream(tmp) << listener.port() << "\n"; }
+      if (std::rename(tmp.c_str(), port_file.c_str()) != 0) throw jarvis::Error("cannot write " + port_file);
+    }
+    // Each rank shapes what it sends, so every hop of the ring is shaped once.
+    jarvis::transport::LinkShape shape;
+    if (!link_delay.empty() || !link_jitter.empty() || !link_bandwidth.empty()) {
+      shape = jarvis::transport::parse_link_shapes(link_delay, link_jitter, link_bandwidth)
+                  .get(rank, (rank + 1) % ranks);
+    }
+    std::unique_ptr<jarvis::transport::Link> out = jarvis::transport::shape_if_needed(
+        jarvis::transport::ucx_connect(out_addr.host, out_addr.port, opts), shape, static_cast<uint64_t>(rank + 1));
+    std::unique_ptr<jarvis::transport::Link> in = listener.accept(opts.connect_timeout);
+    std::fprintf(stderr, "jarvis-worker: connected (%s -> %s)\n", in->describe().c_str(), out->describe().c_str());
+    const jarvis::RankHello hello =
+        jarvis::RankHello::make(rank, ranks, model->shard(), jarvis::model_fingerprint(model_path));
+    jarvis::rendezvous_ring(hello, in.get(), out.get(), {}, opts.connect_timeout);
+
+    const jarvis::StageWorkerResult r = worker.run(*in, *out);
+    std::fprintf(stderr, "jarvis-worker: %s; %llu steps, %llu tokens, %.3f s in layers\n", r.reason.c_str(),
+                 static_cast<unsigned long long>(r.stats.steps), static_cast<unsigned long long>(r.stats.tokens),
+                 r.stats.compute_seconds);
+    return r.ok ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "jarvis-worker: %s\n", e.what());
+    return 1;
+  }
+}

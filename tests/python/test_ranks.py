@@ -148,3 +148,23 @@ def test_killed_worker_fails_the_stream_and_degrades():
     finally:
         code, out = s.close()
     assert code == 0, out
+
+
+def test_worker_dying_while_idle_shows_in_health():
+    s = Server("--ranks", "2", *COMMON)
+    try:
+        pids = [int(p) for p in re.findall(r"in jarvis-worker pid (\d+)", s.output())]
+        assert len(pids) == 1, s.output()
+        assert s.health()[0] == 200
+        os.kill(pids[0], signal.SIGKILL)
+        # jarvis-serve checks its workers every 200 ms; 5 s allows for a loaded machine.
+        deadline = time.monotonic() + 5
+        while True:
+            status, h = s.health()
+            if status == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert status == 503 and h["status"] == "degraded" and "rank 1" in h["reason"], (status, h)
+    finally:
+        code, out = s.close()
+    assert code == 0, out

@@ -47,7 +47,7 @@ struct Engine::Impl {
   metrics::ServingMetrics* metrics;
   int num_blocks = 0;
   int context_length = 0;
-  StepRunner runner;
+  std::unique_ptr<StepExecutor> runner;
   Scheduler scheduler;
 
   mutable std::mutex mu;  // guards everything below up to the engine-thread-only part
@@ -59,6 +59,7 @@ struct Engine::Impl {
   int64_t next_seq = 0;
   bool stopping = false;
   bool stop_now = false;
+  std::string degraded;  // set once by the engine thread when the executor broke
   EngineStats stats;
   std::mutex join_mu;
   std::thread thread;
@@ -66,9 +67,10 @@ struct Engine::Impl {
   // Engine thread only.
   std::unordered_map<int64_t, std::unique_ptr<Live>> live;
 
-  Impl(const Model& m, const Tokenizer& t, const EngineConfig& c, metrics::ServingMetrics* mx, int blocks)
+  Impl(const Model& m, const Tokenizer& t, const EngineConfig& c, metrics::ServingMetrics* mx, int blocks,
+       std::unique_ptr<StepExecutor> exec)
       : model(m), tokenizer(t), config(c), metrics(mx), num_blocks(blocks),
-        runner(m, blocks, c.page_size, c.threads),
+        runner(exec ? std::move(exec) : std::make_unique<StepRunner>(m, blocks, c.page_size, c.threads)),
         scheduler(SchedulerConfig{c.max_num_seqs, c.max_batched_tokens, c.prefill_chunk, c.prefix_caching},
                   blocks, c.page_size) {
     const int64_t cache_positions = static_cast<int64_t>(blocks) * c.page_size;
@@ -82,6 +84,7 @@ struct Engine::Impl {
   void deliver(Live& l, RequestUpdate& u);
   void finish(int64_t seq, RequestUpdate u, const std::string& reason_label);
   void fail(int64_t seq, const std::string& error);
+  void degrade(const std::string& why);
   void publish();
 };
 
@@ -99,6 +102,10 @@ void Engine::Impl::loop() {
     for (std::unique_ptr<Live>& l : fresh) {
       const int64_t seq = l->seq;
       live[seq] = std::move(l);
+      if (!degraded.empty()) {  // queued just before the executor broke
+        fail(seq, "engine degraded: " + degraded);
+        continue;
+      }
       try {
         // A request that wants every prompt row's logits must compute every prompt row.
         scheduler.add(seq, live[seq]->req.prompt, /*cacheable=*/!live[seq]->wants_prompt_logprobs());
@@ -195,13 +202,16 @@ void Engine::Impl::step() {
 
   const float* logits = nullptr;
   try {
-    logits = runner.run(plan, rows);
+    logits = runner->run(plan, rows);
+  } catch (const ExecutorBroken& e) {
+    degrade(e.what());
+    return;
   } catch (const std::exception& e) {
     for (const ScheduledSeq& s : plan.seqs) fail(s.seq_id, std::string("forward pass: ") + e.what());
     return;
   }
 
-  const int32_t vocab = runner.vocab();
+  const int32_t vocab = runner->vocab();
   std::vector<SeqOutput> outputs;
   std::vector<std::pair<int64_t, RequestUpdate>> updates;
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
@@ -301,6 +311,17 @@ void Engine::Impl::fail(int64_t seq, const std::string& error) {
   finish(seq, std::move(u), "error");
 }
 
+// The executor cannot run steps any more: every request fails with `why`, new ones are refused.
+void Engine::Impl::degrade(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (degraded.empty()) degraded = why;
+  }
+  std::vector<int64_t> all;
+  for (const auto& kv : live) all.push_back(kv.first);
+  for (int64_t seq : all) fail(seq, "engine degraded: " + why);
+}
+
 void Engine::Impl::publish() {
   const BlockManager& blocks = scheduler.blocks();
   EngineStats now;
@@ -312,6 +333,7 @@ void Engine::Impl::publish() {
   {
     std::lock_guard<std::mutex> lock(mu);
     now.waiting = scheduler.num_waiting() + static_cast<int>(incoming.size());
+    now.degraded = degraded;
     stats = now;
     if (ids.empty()) idle_cv.notify_all();
   }
@@ -324,8 +346,17 @@ void Engine::Impl::publish() {
 
 Engine::Engine(const Model& model, const Tokenizer& tokenizer, const EngineConfig& config,
                metrics::ServingMetrics* metrics) {
-  const int blocks = kv_cache_blocks(model, config);
-  impl_ = std::make_unique<Impl>(model, tokenizer, config, metrics, blocks);
+  const int blocks = config.kv_blocks > 0 ? config.kv_blocks : kv_cache_blocks(model, config);
+  impl_ = std::make_unique<Impl>(model, tokenizer, config, metrics, blocks, nullptr);
+  impl_->thread = std::thread([this] { impl_->loop(); });
+}
+
+Engine::Engine(const Model& model, const Tokenizer& tokenizer, const EngineConfig& config,
+               metrics::ServingMetrics* metrics, std::unique_ptr<StepExecutor> executor) {
+  if (!executor) throw InvalidArgument("Engine: no step executor");
+  if (config.kv_blocks < 1) throw InvalidArgument("Engine: an external step executor needs config.kv_blocks");
+  validate(config);
+  impl_ = std::make_unique<Impl>(model, tokenizer, config, metrics, config.kv_blocks, std::move(executor));
   impl_->thread = std::thread([this] { impl_->loop(); });
 }
 
@@ -366,6 +397,7 @@ void Engine::submit(Request request, UpdateCallback on_update) {
   {
     std::lock_guard<std::mutex> lock(m.mu);
     if (m.stopping) throw EngineStopped("the engine is shutting down");
+    if (!m.degraded.empty()) throw EngineStopped("the engine is degraded: " + m.degraded);
     const int waiting = m.stats.waiting + static_cast<int>(m.incoming.size());
     if (waiting >= m.config.max_waiting) {
       throw QueueFull("the waiting queue is full (" + std::to_string(waiting) + " requests)");
@@ -400,6 +432,13 @@ void Engine::shutdown(std::chrono::milliseconds grace) {
   m.work_cv.notify_all();
   std::lock_guard<std::mutex> lock(m.join_mu);
   if (m.thread.joinable()) m.thread.join();
+}
+
+void Engine::mark_degraded(const std::string& why) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (!impl_->degraded.empty()) return;
+  impl_->degraded = why;
+  impl_->stats.degraded = why;
 }
 
 EngineStats Engine::stats() const {

@@ -34,6 +34,8 @@ struct EngineConfig {
   int prefill_chunk = 256;         // prompt tokens of one sequence per step at most
   int max_waiting = 256;           // queued requests beyond this are refused (QueueFull)
   bool prefix_caching = true;      // share KV blocks of identical prompt prefixes
+  int kv_blocks = 0;               // > 0: exactly this many KV blocks (a pipeline ring's, fixed by
+                                   // jarvis-serve for every rank); 0: derive from the budget above
 };
 
 // The waiting queue is full: the HTTP layer answers 429/503.
@@ -90,14 +92,24 @@ struct EngineStats {
   int kv_blocks_total = 0;
   int64_t preemptions = 0;
   int64_t prefix_cache_hit_tokens = 0;  // prompt tokens whose KV came from the prefix cache
+  // Non-empty once the executor broke (a pipeline rank died): why. The engine then fails every
+  // request and takes no new ones (submit throws EngineStopped); /health answers 503 "degraded".
+  std::string degraded;
 };
+
+class StepExecutor;
 
 class Engine {
  public:
-  // The model must hold every layer, the embedding and the head (pipeline ranks come later).
-  // `metrics` may be null. Starts the engine thread.
+  // The model must hold every layer, the embedding and the head. `metrics` may be null. Starts
+  // the engine thread.
   Engine(const Model& model, const Tokenizer& tokenizer, const EngineConfig& config,
          metrics::ServingMetrics* metrics);
+  // Runs steps through `executor` (e.g. a pipeline ring) instead of a local StepRunner; `model`
+  // needs only the embedding config and vocabulary then. config.kv_blocks must be the executor's
+  // KV block count. An ExecutorBroken from it degrades the engine (see EngineStats::degraded).
+  Engine(const Model& model, const Tokenizer& tokenizer, const EngineConfig& config,
+         metrics::ServingMetrics* metrics, std::unique_ptr<StepExecutor> executor);
   ~Engine();  // cancels what is left and joins the thread
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -111,6 +123,10 @@ class Engine {
   // Stops taking requests, lets in-flight ones finish for up to `grace`, then cancels the rest
   // and joins the engine thread. Idempotent; not to be called from an update callback.
   void shutdown(std::chrono::milliseconds grace);
+
+  // Marks the engine degraded from outside (e.g. a pipeline worker process exited while idle):
+  // new requests are refused; the first reason stays. In-flight steps fail through the executor.
+  void mark_degraded(const std::string& why);
 
   EngineStats stats() const;
   int context_length() const;  // positions one sequence may use

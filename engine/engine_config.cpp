@@ -37,10 +37,13 @@ int64_t mem_available_bytes() {
 }
 
 int kv_cache_blocks(const Model& model, const EngineConfig& c) {
+  return kv_cache_blocks(model.config(), model.n_shard_layers(), c);
+}
+
+int kv_cache_blocks(const ModelConfig& mc, int n_layers, const EngineConfig& c) {
   validate(c);
-  const ModelConfig& mc = model.config();
-  const int64_t block = static_cast<int64_t>(
-      KvCache::block_bytes(model.n_shard_layers(), c.page_size, mc.n_kv_heads, mc.head_dim));
+  const int64_t block =
+      static_cast<int64_t>(KvCache::block_bytes(n_layers, c.page_size, mc.n_kv_heads, mc.head_dim));
   const int64_t budget = c.kv_cache_bytes > 0
                              ? c.kv_cache_bytes
                              : static_cast<int64_t>(c.kv_cache_fraction * static_cast<double>(mem_available_bytes()));

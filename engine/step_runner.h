@@ -9,20 +9,21 @@
 #include "csrc/model/kv_cache.h"
 #include "csrc/model/model.h"
 #include "engine/scheduler.h"
+#include "engine/step_executor.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace jarvis {
 
-class StepRunner {
+class StepRunner : public StepExecutor {
  public:
   // Allocates the KV cache: num_blocks pages of page_size tokens. threads <= 0: all cores.
   StepRunner(const Model& model, int num_blocks, int page_size, int threads);
 
   // Runs the step. `rows` are indices into the step's tokens (concatenated in step order),
   // ascending; returns their logits, [rows.size(), vocab], valid until the next run.
-  const float* run(const ScheduledStep& step, const std::vector<int>& rows);
+  const float* run(const ScheduledStep& step, const std::vector<int>& rows) override;
 
-  int vocab() const { return model_.config().vocab_size; }
+  int vocab() const override { return model_.config().vocab_size; }
   const KvCache& kv() const { return kv_; }
 
  private:

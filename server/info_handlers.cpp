@@ -57,7 +57,9 @@ void handle_detokenize(ApiContext& ctx, const std::string& body, httplib::Respon
 void handle_health(const ApiContext& ctx, bool shutting_down, httplib::Response& res) {
   const EngineStats s = ctx.engine.stats();
   const double usage = s.kv_blocks_total > 0 ? static_cast<double>(s.kv_blocks_used) / s.kv_blocks_total : 0.0;
-  json out = {{"status", shutting_down ? "shutting_down" : "ok"},
+  // A degraded engine (a pipeline rank died) serves nothing: 503 so a load balancer routes away.
+  const bool degraded = !s.degraded.empty();
+  json out = {{"status", shutting_down ? "shutting_down" : degraded ? "degraded" : "ok"},
               {"model", ctx.config.served_model_name},
               {"running", s.running},
               {"waiting", s.waiting},
@@ -65,7 +67,8 @@ void handle_health(const ApiContext& ctx, bool shutting_down, httplib::Response&
               {"kv_blocks_total", s.kv_blocks_total},
               {"kv_cache_usage", usage},
               {"preemptions", s.preemptions}};
-  res.status = shutting_down ? 503 : 200;
+  if (degraded) out["reason"] = s.degraded;
+  res.status = shutting_down || degraded ? 503 : 200;
   res.set_content(dump_json(out), "application/json");
 }
 

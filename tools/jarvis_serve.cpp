@@ -1,6 +1,9 @@
 // jarvis-serve: the OpenAI-compatible HTTP server over the continuous-batching engine.
 // With no arguments it serves the default model on 127.0.0.1:8000. SIGTERM/SIGINT: stop
 // accepting, let in-flight requests finish for --shutdown-grace-seconds, exit 0.
+// --ranks N splits the model over N local processes: this one (rank 0: embedding, its layers,
+// head, scheduler, HTTP) and N-1 jarvis-worker children joined in a pipeline ring
+// (engine/pipeline/README.md). One step is in the ring at a time.
 #include <CLI/CLI.hpp>
 #include <pthread.h>
 #include <signal.h>
@@ -11,12 +14,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "csrc/model/model.h"
 #include "csrc/tokenizer/tokenizer.h"
+#include "engine/cluster/model_identity.h"
+#include "engine/cluster/placement.h"
 #include "engine/engine.h"
+#include "engine/engine_config.h"
+#include "engine/pipeline/local_ring.h"
+#include "engine/pipeline/pipeline_executor.h"
 #include "metrics/serving_metrics.h"
 #include "server/api_server.h"
 
@@ -30,7 +40,47 @@ struct Options {
   double shutdown_grace_s = 10.0;
   jarvis::EngineConfig engine;
   jarvis::server::ServerConfig server;
+  int ranks = 1;
+  std::string split;                  // "a,b,c"; empty: even (plan_split)
+  std::string worker_bin;             // empty: jarvis-worker next to this executable
+  int worker_threads = 1;
+  std::vector<jarvis::ShardSpec> plan;  // one per rank when ranks > 1 (checked before loading)
+  jarvis::ModelConfig model_config;     // header only, when ranks > 1
 };
+
+// jarvis-worker in the directory of this executable.
+std::string default_worker_bin() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return "jarvis-worker";
+  std::string self(buf, static_cast<size_t>(n));
+  const size_t slash = self.find_last_of('/');
+  return (slash == std::string::npos ? std::string() : self.substr(0, slash + 1)) + "jarvis-worker";
+}
+
+// Starts the workers and connects the ring; returns the executor for rank 0's engine.
+std::unique_ptr<jarvis::StepExecutor> start_pipeline(Options& o, const jarvis::Model& model,
+                                                     std::unique_ptr<jarvis::LocalRing>& ring) {
+  jarvis::LocalRingOptions ro;
+  ro.worker_bin = o.worker_bin.empty() ? default_worker_bin() : o.worker_bin;
+  ro.model_path = o.model;
+  ro.plan = o.plan;
+  ro.kv_blocks = o.engine.kv_blocks;
+  ro.page_size = o.engine.page_size;
+  ro.worker_threads = o.worker_threads;
+  ring = std::make_unique<jarvis::LocalRing>(ro);
+  for (size_t r = 1; r < o.plan.size(); ++r) {
+    std::fprintf(stderr, "jarvis-serve: rank %zu: layers [%d, %d) in jarvis-worker pid %d\n", r,
+                 o.plan[r].first_layer, o.plan[r].end_layer, static_cast<int>(ring->pids()[r - 1]));
+  }
+  auto exec = std::make_unique<jarvis::PipelineExecutor>(model, o.engine.kv_blocks, o.engine.page_size,
+                                                         o.engine.threads, ring->take_to_next(),
+                                                         ring->take_from_last());
+  exec->handshake();
+  std::fprintf(stderr, "jarvis-serve: pipeline of %zu ranks ready (rank 0: layers [0, %d), %d KV blocks each)\n",
+               o.plan.size(), o.plan[0].end_layer, o.engine.kv_blocks);
+  return exec;
+}
 
 // "models/SmolLM2-135M-Instruct.Q4_1.gguf" -> "SmolLM2-135M-Instruct.Q4_1"
 std::string default_model_name(const std::string& path) {
@@ -55,14 +105,28 @@ int run(Options& o) {
   signal(SIGPIPE, SIG_IGN);  // a client that vanished is an error return, not a death
 
   const auto t0 = std::chrono::steady_clock::now();
-  std::unique_ptr<jarvis::Model> model = jarvis::load_model(o.model);
+  const bool pipeline = o.plan.size() > 1;
+  std::unique_ptr<jarvis::Model> model = jarvis::load_model(o.model, pipeline ? o.plan[0] : jarvis::ShardSpec::full());
+  std::unique_ptr<jarvis::LocalRing> ring;
+  std::unique_ptr<jarvis::StepExecutor> executor;
+  if (pipeline) {
+    // Every rank holds the same blocks; they all share this machine, so the budget is sized for
+    // the whole model's layers (as one rank would be).
+    if (o.engine.kv_blocks == 0) {
+      o.engine.kv_blocks = jarvis::kv_cache_blocks(o.model_config, o.model_config.n_layers, o.engine);
+    }
+    executor = start_pipeline(o, *model, ring);
+  }
   std::unique_ptr<jarvis::Tokenizer> tok = jarvis::Tokenizer::create(model->tokenizer_data());
   const std::string name = o.served_model_name.empty() ? default_model_name(o.model) : o.served_model_name;
   o.server.served_model_name = name;
   o.server.model_aliases = {o.model, default_model_name(o.model)};
 
   jarvis::metrics::ServingMetrics metrics(name);
-  jarvis::Engine engine(*model, *tok, o.engine, &metrics);
+  std::unique_ptr<jarvis::Engine> engine_owner =
+      executor ? std::make_unique<jarvis::Engine>(*model, *tok, o.engine, &metrics, std::move(executor))
+               : std::make_unique<jarvis::Engine>(*model, *tok, o.engine, &metrics);
+  jarvis::Engine& engine = *engine_owner;
   jarvis::server::ApiServer server(engine, *model, *tok, &metrics, o.server);
   server.bind(o.host, o.port);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -76,6 +140,10 @@ int run(Options& o) {
     const timespec tick{0, 200 * 1000 * 1000};
     while (!served) {
       const int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (ring) {  // a worker that died while idle: /health says so before a request finds out
+        const std::string gone = ring->check_workers();
+        if (!gone.empty()) engine.mark_degraded(gone);
+      }
       if (sig != SIGTERM && sig != SIGINT) continue;
       std::fprintf(stderr, "jarvis-serve: %s: draining for up to %.1f s\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                    o.shutdown_grace_s);
@@ -97,6 +165,10 @@ int run(Options& o) {
   served = true;
   signal_thread.join();
   engine.shutdown(std::chrono::milliseconds(0));
+  if (ring) {
+    engine_owner.reset();  // closes rank 0's links: the workers exit one after another
+    ring->stop(std::chrono::seconds(3));
+  }
   std::fprintf(stderr, "jarvis-serve: stopped\n");
   return 0;
 }
@@ -156,12 +228,41 @@ int main(int argc, char** argv) {
   app.add_option("--shutdown-grace-seconds", o.shutdown_grace_s, "on SIGTERM, time in-flight requests get to finish")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--ranks", o.ranks, "pipeline ranks on this machine (rank 0 is this process)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--split", o.split, "layers per rank, e.g. 10,10,10 (default: even)");
+  app.add_option("--kv-blocks", e.kv_blocks, "KV blocks on every rank (0: from the KV budget)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--worker-bin", o.worker_bin, "jarvis-worker executable (default: next to jarvis-serve)");
+  app.add_option("--worker-threads", o.worker_threads, "compute threads of each worker rank")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {
     return app.exit(err) == 0 ? 0 : 2;
   }
   e.prefix_caching = !no_prefix_caching;
+
+  // The split is checked against the model's header before any weight is loaded.
+  if (o.ranks > 1 || !o.split.empty()) {
+    try {
+      o.model_config = jarvis::read_model_config(o.model);
+    } catch (const std::exception& err) {
+      std::fprintf(stderr, "jarvis-serve: error: %s\n", err.what());
+      return 1;
+    }
+    try {
+      std::optional<std::vector<int>> split;
+      if (!o.split.empty()) split = jarvis::parse_split(o.split);
+      o.plan = jarvis::plan_split(o.model_config.n_layers, o.ranks, split);
+    } catch (const std::exception& err) {
+      std::fprintf(stderr, "jarvis-serve: error: bad --ranks/--split: %s\n", err.what());
+      return 2;
+    }
+  }
 
   try {
     return run(o);

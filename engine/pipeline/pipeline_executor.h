@@ -1,0 +1,36 @@
+// The engine's StepExecutor over a pipeline ring: rank 0 (this process) embeds, runs its layers,
+// and computes logits when the step comes back (PipelineRunner). One step in flight at a time.
+// Owns the ring's links so they outlive the runner; destroying it closes rank 0's output link,
+// which stops the workers one after another (see README.md, "Shutdown").
+#pragma once
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "engine/pipeline/pipeline_runner.h"
+#include "engine/step_executor.h"
+#include "transport/link.h"
+
+namespace jarvis {
+
+class PipelineExecutor : public StepExecutor {
+ public:
+  // `from_last` may be null when rank 1 is also the last rank and `to_next` is bidirectional.
+  PipelineExecutor(const Model& model, int num_blocks, int page_size, int threads,
+                   std::unique_ptr<transport::Link> to_next, std::unique_ptr<transport::Link> from_last,
+                   PipelineOptions options = {});
+
+  // PipelineRunner::handshake(); PipelineError becomes ExecutorBroken.
+  std::vector<std::pair<int, int>> handshake();
+  // Any ring failure is thrown as ExecutorBroken with the runner's text.
+  const float* run(const ScheduledStep& step, const std::vector<int>& rows) override;
+  int vocab() const override { return runner_->vocab(); }
+
+ private:
+  std::unique_ptr<transport::Link> to_next_, from_last_;
+  std::unique_ptr<PipelineRunner> runner_;
+  std::vector<float> logits_;
+};
+
+}  // namespace jarvis

@@ -113,8 +113,9 @@ def test_bad_split_exits_before_loading(args):
     assert r.returncode == 2, r
     assert "--split" in r.stderr and "error" in r.stderr, r.stderr
     assert "listening" not in r.stderr and "jarvis-worker" not in r.stderr, r.stderr
-    # Nothing loaded: the header check alone is well under a second; 5 s leaves room on a busy machine.
-    assert time.monotonic() - t0 < 5
+    # Nothing loaded: the header check alone is well under a second (loading all weights and
+    # starting workers would take longer); 10 s leaves room for a busy CI machine.
+    assert time.monotonic() - t0 < 10
 
 
 def test_killed_worker_fails_the_stream_and_degrades():
@@ -140,7 +141,8 @@ def test_killed_worker_fails_the_stream_and_degrades():
         assert events[-1] == "[DONE]"
         errors = [json.loads(e)["error"]["message"] for e in events[:-1] if "error" in json.loads(e)]
         assert errors and "degraded" in errors[0], events[-3:]
-        assert elapsed < 5, elapsed
+        # Typically tens of ms; the bound proves "noticed, not hung" with room for a loaded machine.
+        assert elapsed < 15, elapsed
         status, h = s.health()
         assert status == 503 and h["status"] == "degraded" and h["reason"], (status, h)
         status, body = s.post_json("/v1/completions", {"prompt": "hi", "max_tokens": 2})
@@ -157,8 +159,8 @@ def test_worker_dying_while_idle_shows_in_health():
         assert len(pids) == 1, s.output()
         assert s.health()[0] == 200
         os.kill(pids[0], signal.SIGKILL)
-        # jarvis-serve checks its workers every 200 ms; 5 s allows for a loaded machine.
-        deadline = time.monotonic() + 5
+        # jarvis-serve checks its workers every 200 ms; 15 s allows for a loaded machine.
+        deadline = time.monotonic() + 15
         while True:
             status, h = s.health()
             if status == 503 or time.monotonic() > deadline:

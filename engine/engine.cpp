@@ -314,8 +314,11 @@ void Engine::Impl::fail(int64_t seq, const std::string& error) {
 // The executor cannot run steps any more: every request fails with `why`, new ones are refused.
 void Engine::Impl::degrade(const std::string& why) {
   {
+    // Visible in stats() before any request hears of the failure: a client that sees its stream
+    // end must find /health already degraded.
     std::lock_guard<std::mutex> lock(mu);
     if (degraded.empty()) degraded = why;
+    stats.degraded = degraded;
   }
   std::vector<int64_t> all;
   for (const auto& kv : live) all.push_back(kv.first);

@@ -98,37 +98,58 @@ ShardSpec s0_shard() {
   return s;
 }
 
+// Rank 0's end of a 3-rank ring of real jarvis-worker processes (layers [10, 20) and [20, 30)),
+// connected and past the start-up rendezvous. Use as ASSERT_NO_FATAL_FAILURE(ring.start()).
+struct WorkerRing {
+  void start(std::vector<std::string> w1_extra = {}) {
+    char dir_template[] = "/tmp/jarvis_pipeline_XXXXXX";
+    dir = ::mkdtemp(dir_template);
+    listener = std::make_unique<transport::UcxListener>("127.0.0.1", 0);
+    // The last worker first: it connects to rank 0; the first worker then connects to it.
+    w2 = std::make_unique<WorkerProcess>(2, 20, 30, listener->port(), dir + "/w2.port");
+    const uint16_t p2 = wait_for_port(dir + "/w2.port", *w2);
+    ASSERT_NE(p2, 0);
+    w1 = std::make_unique<WorkerProcess>(1, 10, 20, p2, dir + "/w1.port", std::move(w1_extra));
+    const uint16_t p1 = wait_for_port(dir + "/w1.port", *w1);
+    ASSERT_NE(p1, 0);
+    // Accept and connect at once: w2 accepts its upstream only after rank 0 accepted it.
+    auto accepted = std::async(std::launch::async, [&] { return listener->accept(std::chrono::seconds(20)); });
+    to_next = transport::ucx_connect("127.0.0.1", p1);
+    from_last = accepted.get();
+    // Start-up check round the ring (engine/cluster/rendezvous.h), as jarvis-serve does.
+    const std::vector<RankHello> hellos =
+        rendezvous_ring(RankHello::make(0, 3, s0_shard(), model_fingerprint(model_path())), from_last.get(),
+                        to_next.get(), {}, std::chrono::seconds(20));
+    ASSERT_EQ(hellos.size(), 3u);
+    EXPECT_EQ(hellos[2].shard.first_layer, 20);
+  }
+
+  ~WorkerRing() {
+    std::remove((dir + "/w1.port").c_str());
+    std::remove((dir + "/w2.port").c_str());
+    if (!dir.empty()) ::rmdir(dir.c_str());
+  }
+
+  std::string dir;
+  std::unique_ptr<transport::UcxListener> listener;
+  std::unique_ptr<WorkerProcess> w2, w1;
+  std::unique_ptr<transport::Link> to_next, from_last;
+};
+
 TEST(PipelineWorkerProcess, TwoUcxWorkersMatchOneRankAndAKilledWorkerIsReported) {
-  char dir_template[] = "/tmp/jarvis_pipeline_XXXXXX";
-  const std::string dir = ::mkdtemp(dir_template);
   std::unique_ptr<Model> rank0 = load_model(model_path(), s0_shard());
   std::unique_ptr<Model> full = load_model(model_path());
   StepRunner reference(*full, kNumBlocks, kPageSize, 2);
-
-  transport::UcxListener listener("127.0.0.1", 0);
-  // The last worker first: it connects to rank 0; the first worker then connects to it.
-  WorkerProcess w2(2, 20, 30, listener.port(), dir + "/w2.port");
-  const uint16_t p2 = wait_for_port(dir + "/w2.port", w2);
-  ASSERT_NE(p2, 0);
-  WorkerProcess w1(1, 10, 20, p2, dir + "/w1.port");
-  const uint16_t p1 = wait_for_port(dir + "/w1.port", w1);
-  ASSERT_NE(p1, 0);
-  // Accept and connect at once: w2 accepts its upstream only after rank 0 accepted it.
-  auto accepted = std::async(std::launch::async, [&] { return listener.accept(std::chrono::seconds(20)); });
-  std::unique_ptr<transport::Link> to_next = transport::ucx_connect("127.0.0.1", p1);
-  std::unique_ptr<transport::Link> from_last = accepted.get();
-  // Start-up check round the ring (engine/cluster/rendezvous.h), as jarvis-serve will do.
-  const std::vector<RankHello> hellos =
-      rendezvous_ring(RankHello::make(0, 3, s0_shard(), model_fingerprint(model_path())), from_last.get(),
-                      to_next.get(), {}, std::chrono::seconds(20));
-  ASSERT_EQ(hellos.size(), 3u);
-  EXPECT_EQ(hellos[2].shard.first_layer, 20);
+  WorkerRing ring;
+  ASSERT_NO_FATAL_FAILURE(ring.start());
+  transport::Link& to_next = *ring.to_next;
+  transport::Link& from_last = *ring.from_last;
 
   PipelineOptions opts;
   opts.max_in_flight = 3;
   opts.recv_timeout = std::chrono::seconds(20);
   {
-    PipelineRunner runner(*rank0, kNumBlocks, kPageSize, 1, *to_next, *from_last, opts);
+    PipelineRunner runner(*rank0, kNumBlocks, kPageSize, 1, to_next, from_last, opts);
     EXPECT_EQ(runner.handshake(), (std::vector<std::pair<int, int>>{{0, 10}, {10, 20}, {20, 30}}));
     const auto t0 = Clock::now();
     const WorkloadStats s = run_workload(runner, reference, 3, 4, 4, 8);
@@ -138,7 +159,7 @@ TEST(PipelineWorkerProcess, TwoUcxWorkersMatchOneRankAndAKilledWorkerIsReported)
 
     // A killed worker: the next step fails with PipelineError within the link's failure
     // detection (bootstrap socket: milliseconds), well before the receive timeout.
-    ::kill(w2.pid(), SIGKILL);
+    ::kill(ring.w2->pid(), SIGKILL);
     ScheduledStep st;
     ScheduledSeq q;
     q.seq_id = 1;
@@ -152,40 +173,21 @@ TEST(PipelineWorkerProcess, TwoUcxWorkersMatchOneRankAndAKilledWorkerIsReported)
     std::printf("killed last worker noticed by rank 0 after %.3f s\n", secs);
     EXPECT_LT(secs, 10.0);
   }
-  EXPECT_EQ(w2.wait(std::chrono::seconds(5)), -SIGKILL);
+  EXPECT_EQ(ring.w2->wait(std::chrono::seconds(5)), -SIGKILL);
   // Closing rank 0's output ends worker 1 (its downstream is dead too: either way it must exit).
-  to_next.reset();
-  from_last.reset();
-  EXPECT_NE(w1.wait(std::chrono::seconds(10)), -1000) << "worker 1 did not exit";
-  std::remove((dir + "/w1.port").c_str());
-  std::remove((dir + "/w2.port").c_str());
-  ::rmdir(dir.c_str());
+  ring.to_next.reset();
+  ring.from_last.reset();
+  EXPECT_NE(ring.w1->wait(std::chrono::seconds(10)), -1000) << "worker 1 did not exit";
 }
 
 // A clean shutdown: closing rank 0's output stops both workers with exit status 0. Worker 1 also
 // shapes its link to worker 2 with a 30 ms delay, which a record's round trip must show.
 TEST(PipelineWorkerProcess, ShapedWorkerLinkAndCleanShutdown) {
-  char dir_template[] = "/tmp/jarvis_pipeline_XXXXXX";
-  const std::string dir = ::mkdtemp(dir_template);
-  transport::UcxListener listener("127.0.0.1", 0);
-  WorkerProcess w2(2, 20, 30, listener.port(), dir + "/w2.port");
-  const uint16_t p2 = wait_for_port(dir + "/w2.port", w2);
-  ASSERT_NE(p2, 0);
-  WorkerProcess w1(1, 10, 20, p2, dir + "/w1.port", {"--link-delay", "1-2:30ms,*:0ms"});
-  const uint16_t p1 = wait_for_port(dir + "/w1.port", w1);
-  ASSERT_NE(p1, 0);
-  auto accepted = std::async(std::launch::async, [&] { return listener.accept(std::chrono::seconds(20)); });
-  std::unique_ptr<transport::Link> to_next = transport::ucx_connect("127.0.0.1", p1);
-  std::unique_ptr<transport::Link> from_last = accepted.get();
-  // Start-up check round the ring (engine/cluster/rendezvous.h), as jarvis-serve will do.
-  const std::vector<RankHello> hellos =
-      rendezvous_ring(RankHello::make(0, 3, s0_shard(), model_fingerprint(model_path())), from_last.get(),
-                      to_next.get(), {}, std::chrono::seconds(20));
-  ASSERT_EQ(hellos.size(), 3u);
-  EXPECT_EQ(hellos[2].shard.first_layer, 20);
+  WorkerRing ring;
+  ASSERT_NO_FATAL_FAILURE(ring.start({"--link-delay", "1-2:30ms,*:0ms"}));
   const auto t0 = Clock::now();
-  to_next->send(encode_stage_free(1, {5}));  // one record round the ring proves it is connected
-  const transport::Message m = from_last->recv(std::chrono::seconds(10));
+  ring.to_next->send(encode_stage_free(1, {5}));  // one record round the ring proves it is connected
+  const transport::Message m = ring.from_last->recv(std::chrono::seconds(10));
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   std::printf("round trip with a 30 ms hop: %.1f ms\n", ms);
   EXPECT_GE(ms, 30.0);  // the shaper never delivers early; no upper bound on a loaded machine
@@ -194,12 +196,9 @@ TEST(PipelineWorkerProcess, ShapedWorkerLinkAndCleanShutdown) {
   lim.num_blocks = kNumBlocks;
   lim.page_size = kPageSize;
   EXPECT_EQ(decode_stage_record(m.payload, lim).seq_ids, std::vector<int64_t>{5});
-  to_next.reset();
-  EXPECT_EQ(w1.wait(std::chrono::seconds(10)), 0);
-  EXPECT_EQ(w2.wait(std::chrono::seconds(10)), 0);
-  std::remove((dir + "/w1.port").c_str());
-  std::remove((dir + "/w2.port").c_str());
-  ::rmdir(dir.c_str());
+  ring.to_next.reset();
+  EXPECT_EQ(ring.w1->wait(std::chrono::seconds(10)), 0);
+  EXPECT_EQ(ring.w2->wait(std::chrono::seconds(10)), 0);
 }
 
 }  // namespace

@@ -27,8 +27,10 @@
 #include "engine/engine_config.h"
 #include "engine/pipeline/local_ring.h"
 #include "engine/pipeline/pipeline_executor.h"
+#include "metrics/pipeline_metrics.h"
 #include "metrics/serving_metrics.h"
 #include "server/api_server.h"
+#include "transport/measured_link.h"
 
 namespace {
 
@@ -58,9 +60,11 @@ std::string default_worker_bin() {
   return (slash == std::string::npos ? std::string() : self.substr(0, slash + 1)) + "jarvis-worker";
 }
 
-// Starts the workers and connects the ring; returns the executor for rank 0's engine.
+// Starts the workers and connects the ring; returns the executor for rank 0's engine. Rank 0's
+// links are measured (bytes, RTT) and the ring's statistics go to `pm` every second.
 std::unique_ptr<jarvis::StepExecutor> start_pipeline(Options& o, const jarvis::Model& model,
-                                                     std::unique_ptr<jarvis::LocalRing>& ring) {
+                                                     std::unique_ptr<jarvis::LocalRing>& ring,
+                                                     jarvis::metrics::PipelineMetrics& pm) {
   jarvis::LocalRingOptions ro;
   ro.worker_bin = o.worker_bin.empty() ? default_worker_bin() : o.worker_bin;
   ro.model_path = o.model;
@@ -73,9 +77,12 @@ std::unique_ptr<jarvis::StepExecutor> start_pipeline(Options& o, const jarvis::M
     std::fprintf(stderr, "jarvis-serve: rank %zu: layers [%d, %d) in jarvis-worker pid %d\n", r,
                  o.plan[r].first_layer, o.plan[r].end_layer, static_cast<int>(ring->pids()[r - 1]));
   }
-  auto exec = std::make_unique<jarvis::PipelineExecutor>(model, o.engine.kv_blocks, o.engine.page_size,
-                                                         o.engine.threads, ring->take_to_next(),
-                                                         ring->take_from_last());
+  jarvis::PipelineOptions po;
+  po.on_stats = [&pm](const jarvis::RingStats& s) { pm.update(jarvis::metric_samples(s)); };
+  auto exec = std::make_unique<jarvis::PipelineExecutor>(
+      model, o.engine.kv_blocks, o.engine.page_size, o.engine.threads,
+      jarvis::transport::make_measured_link(ring->take_to_next()),
+      jarvis::transport::make_measured_link(ring->take_from_last()), po);
   exec->handshake();
   std::fprintf(stderr, "jarvis-serve: pipeline of %zu ranks ready (rank 0: layers [0, %d), %d KV blocks each)\n",
                o.plan.size(), o.plan[0].end_layer, o.engine.kv_blocks);
@@ -107,6 +114,9 @@ int run(Options& o) {
   const auto t0 = std::chrono::steady_clock::now();
   const bool pipeline = o.plan.size() > 1;
   std::unique_ptr<jarvis::Model> model = jarvis::load_model(o.model, pipeline ? o.plan[0] : jarvis::ShardSpec::full());
+  const std::string name = o.served_model_name.empty() ? default_model_name(o.model) : o.served_model_name;
+  jarvis::metrics::ServingMetrics metrics(name);
+  jarvis::metrics::PipelineMetrics pipeline_metrics(metrics.registry(), name);  // outlives the ring's runner
   std::unique_ptr<jarvis::LocalRing> ring;
   std::unique_ptr<jarvis::StepExecutor> executor;
   if (pipeline) {
@@ -115,14 +125,12 @@ int run(Options& o) {
     if (o.engine.kv_blocks == 0) {
       o.engine.kv_blocks = jarvis::kv_cache_blocks(o.model_config, o.model_config.n_layers, o.engine);
     }
-    executor = start_pipeline(o, *model, ring);
+    executor = start_pipeline(o, *model, ring, pipeline_metrics);
   }
   std::unique_ptr<jarvis::Tokenizer> tok = jarvis::Tokenizer::create(model->tokenizer_data());
-  const std::string name = o.served_model_name.empty() ? default_model_name(o.model) : o.served_model_name;
   o.server.served_model_name = name;
   o.server.model_aliases = {o.model, default_model_name(o.model)};
 
-  jarvis::metrics::ServingMetrics metrics(name);
   std::unique_ptr<jarvis::Engine> engine_owner =
       executor ? std::make_unique<jarvis::Engine>(*model, *tok, o.engine, &metrics, std::move(executor))
                : std::make_unique<jarvis::Engine>(*model, *tok, o.engine, &metrics);

@@ -19,6 +19,7 @@
 #include "engine/cluster/rendezvous.h"
 #include "engine/pipeline/stage_worker.h"
 #include "transport/link_spec.h"
+#include "transport/measured_link.h"
 #include "transport/shaper.h"
 #include "transport/ucx/ucx_link.h"
 
@@ -105,6 +106,9 @@ int main(int argc, char** argv) {
     const jarvis::RankHello hello =
         jarvis::RankHello::make(rank, ranks, model->shard(), jarvis::model_fingerprint(model_path));
     jarvis::rendezvous_ring(hello, in.get(), out.get(), {}, opts.connect_timeout);
+    // Measured only now: the upstream rank's pings follow its last rendezvous message.
+    in = jarvis::transport::make_measured_link(std::move(in));
+    out = jarvis::transport::make_measured_link(std::move(out));
 
     const jarvis::StageWorkerResult r = worker.run(*in, *out);
     std::fprintf(stderr, "jarvis-worker: %s; %llu steps, %llu tokens, %.3f s in layers\n", r.reason.c_str(),

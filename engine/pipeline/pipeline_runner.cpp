@@ -25,6 +25,70 @@ PipelineRunner::PipelineRunner(const Model& model, int num_blocks, int page_size
   limits_.hidden = model.config().hidden;
   limits_.num_blocks = num_blocks;
   limits_.page_size = page_size;
+  if (options_.stats_interval.count() > 0) idle_thread_ = std::thread([this] { idle_stats_loop(); });
+}
+
+PipelineRunner::~PipelineRunner() {
+  {
+    std::lock_guard<std::mutex> lk(idle_mu_);
+    stop_idle_ = true;
+  }
+  idle_cv_.notify_all();
+  if (idle_thread_.joinable()) idle_thread_.join();
+}
+
+bool PipelineRunner::stats_due() const {
+  return options_.stats_interval.count() > 0 && ring_size_ > 0 && !stats_outstanding_ && broken_.empty() &&
+         std::chrono::steady_clock::now() - last_stats_sent_ >= options_.stats_interval;
+}
+
+void PipelineRunner::send_stats_request() {
+  Outstanding o;
+  o.kind = StageKind::kStats;
+  o.step_id = next_step_id_++;
+  send(encode_stage_stats(o.step_id, {}), 0);
+  outstanding_.push_back(std::move(o));
+  stats_outstanding_ = true;
+  last_stats_sent_ = std::chrono::steady_clock::now();
+}
+
+void PipelineRunner::finish_stats_round(StageRecord& rec) {
+  stats_outstanding_ = false;
+  // Every worker appends itself in ring order; anything else is not a round of this ring.
+  bool whole = rec.stats.size() + 1 == ring_size_;
+  for (size_t i = 0; whole && i < rec.stats.size(); ++i) whole = rec.stats[i].rank == i + 1;
+  if (!whole) return;
+  RingStats r;
+  r.at = std::chrono::steady_clock::now();
+  r.ranks.reserve(ring_size_);
+  r.ranks.push_back(make_rank_stats(0, model_.shard().first_layer, model_.shard().end_layer, steps_, step_tokens_,
+                                    busy_, r.at - started_, &from_last_, &to_next_));
+  for (StageRankStats& w : rec.stats) r.ranks.push_back(w);
+  last_stats_ = r;
+  if (options_.on_stats) options_.on_stats(*last_stats_);
+}
+
+std::optional<RingStats> PipelineRunner::last_ring_stats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return last_stats_;
+}
+
+// While the scheduler has nothing in the ring, the statistics would go stale: this thread sends
+// the round itself. It never waits for the lock, so the scheduler is delayed by at most one
+// round trip of a small record, and only when it submits just as a round starts.
+void PipelineRunner::idle_stats_loop() {
+  std::unique_lock<std::mutex> idle(idle_mu_);
+  const auto tick = std::min<std::chrono::milliseconds>(options_.stats_interval, std::chrono::milliseconds(250));
+  while (!idle_cv_.wait_for(idle, tick, [this] { return stop_idle_; })) {
+    std::unique_lock<std::mutex> lk(mu_, std::try_to_lock);
+    if (!lk.owns_lock() || !outstanding_.empty() || !stats_due()) continue;
+    try {
+      send_stats_request();
+      drain_locked();
+    } catch (const std::exception&) {
+      // broken_ is set: the scheduler's next call reports it (PipelineError).
+    }
+  }
 }
 
 std::vector<int> PipelineRunner::sample_rows(const ScheduledStep& step) {
@@ -52,6 +116,7 @@ void PipelineRunner::send(const std::vector<uint8_t>& record, uint32_t tag) {
 }
 
 uint64_t PipelineRunner::submit(const ScheduledStep& step, std::vector<int> rows, uint32_t micro_batch) {
+  std::lock_guard<std::mutex> lk(mu_);
   if (!broken_.empty()) broken(broken_);
   if (in_flight_ >= options_.max_in_flight) {
     throw InvalidArgument("pipeline: " + std::to_string(in_flight_) + " steps already in flight (the limit)");
@@ -68,8 +133,13 @@ uint64_t PipelineRunner::submit(const ScheduledStep& step, std::vector<int> rows
   for (const ScheduledSeq& s : step.seqs) tokens_.insert(tokens_.end(), s.tokens.begin(), s.tokens.end());
   hidden_.resize(static_cast<size_t>(n) * hidden);
   const BatchView batch = step.batch_view();
+  const auto t0 = std::chrono::steady_clock::now();
   model_.embed(tokens_.data(), n, hidden_.data());
   model_.forward_layers(batch, hidden_.data(), kv_, pool_);
+  busy_ += std::chrono::steady_clock::now() - t0;
+  ++steps_;
+  step_tokens_ += static_cast<uint64_t>(n);
+  if (stats_due()) send_stats_request();  // before the step: collect() consumes it on the way
 
   Outstanding o;
   o.kind = StageKind::kStep;
@@ -87,6 +157,7 @@ uint64_t PipelineRunner::submit(const ScheduledStep& step, std::vector<int> rows
 }
 
 std::vector<std::pair<int, int>> PipelineRunner::handshake() {
+  std::lock_guard<std::mutex> lk(mu_);
   if (!outstanding_.empty()) throw InvalidArgument("pipeline: handshake() with records in flight");
   StageHello h;
   h.n_layers = model_.config().n_layers;
@@ -104,10 +175,12 @@ std::vector<std::pair<int, int>> PipelineRunner::handshake() {
     broken("the ring does not cover the model's layers [0, " + std::to_string(h.n_layers) + ")" +
            (ranges.empty() ? std::string() : ": it ends at layer " + std::to_string(ranges.back().second)));
   }
+  ring_size_ = ranges.size();
   return ranges;
 }
 
 void PipelineRunner::free_sequences(const std::vector<int64_t>& seq_ids) {
+  std::lock_guard<std::mutex> lk(mu_);
   Outstanding o;
   o.kind = StageKind::kFree;
   o.step_id = next_step_id_++;
@@ -145,6 +218,11 @@ StageRecord PipelineRunner::receive(const Outstanding& expect) {
 }
 
 PipelineResult PipelineRunner::collect() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return collect_locked();
+}
+
+PipelineResult PipelineRunner::collect_locked() {
   if (!broken_.empty()) broken(broken_);
   if (in_flight_ == 0) throw InvalidArgument("pipeline: collect() with no step in flight");
   for (;;) {
@@ -152,6 +230,7 @@ PipelineResult PipelineRunner::collect() {
     outstanding_.pop_front();
     if (o.kind == StageKind::kStep) --in_flight_;
     StageRecord rec = receive(o);
+    if (o.kind == StageKind::kStats) finish_stats_round(rec);
     if (o.kind != StageKind::kStep) continue;
 
     PipelineResult r;
@@ -167,18 +246,26 @@ PipelineResult PipelineRunner::collect() {
       std::memcpy(selected_.data() + i * hidden, rec.hidden.data() + src * hidden, hidden * sizeof(float));
     }
     r.logits.resize(o.rows.size() * static_cast<size_t>(vocab()));
+    const auto t0 = std::chrono::steady_clock::now();
     model_.compute_logits(selected_.data(), r.n_rows, r.logits.data(), pool_);
+    busy_ += std::chrono::steady_clock::now() - t0;
     return r;
   }
 }
 
 void PipelineRunner::drain() {
+  std::lock_guard<std::mutex> lk(mu_);
+  drain_locked();
+}
+
+void PipelineRunner::drain_locked() {
   while (!outstanding_.empty()) {
     if (!broken_.empty()) broken(broken_);
     Outstanding o = std::move(outstanding_.front());
     outstanding_.pop_front();
     if (o.kind == StageKind::kStep) --in_flight_;
-    receive(o);
+    StageRecord rec = receive(o);
+    if (o.kind == StageKind::kStats) finish_stats_round(rec);
   }
 }
 

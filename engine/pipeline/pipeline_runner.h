@@ -4,16 +4,28 @@
 // (micro-batches) can be in the ring at once: while rank 1 works on step m, rank 0 already runs
 // step m+1. The ring keeps order, so collect() always returns the oldest outstanding step.
 //
-// Not thread-safe: one thread (the scheduler loop) calls submit / collect / free_sequences.
+// Ring statistics: about every stats_interval a kStats record goes round with the steps (sent by
+// submit() just before a step, consumed by collect() like a kFree echo); every worker appends its
+// counters. While the ring is idle (nothing outstanding) the runner's own thread sends it, so the
+// numbers stay fresh without traffic. Each round ends in options.on_stats and last_ring_stats().
+//
+// One thread (the scheduler loop) calls submit / collect / free_sequences / drain; the public
+// methods take an internal lock only so the idle statistics thread can slip in between.
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "csrc/model/model.h"
+#include "engine/pipeline/ring_stats.h"
 #include "engine/pipeline/stage_message.h"
 #include "engine/scheduler.h"
 #include "kernels/cpu/thread_pool.h"
@@ -31,6 +43,11 @@ class PipelineError : public Error {
 struct PipelineOptions {
   int max_in_flight = 1;                                // steps between submit and collect
   std::chrono::milliseconds recv_timeout{30000};        // one step's round trip at most
+  // How often a kStats record goes round the ring (0: never). It is small (112 bytes per rank).
+  std::chrono::milliseconds stats_interval{1000};
+  // Called with every completed round (from the scheduler thread or the idle thread, with the
+  // runner's lock held: keep it short, and do not call back into the runner).
+  std::function<void(const RingStats&)> on_stats;
 };
 
 struct PipelineResult {
@@ -47,6 +64,10 @@ class PipelineRunner {
   // cache). Links are borrowed: to_next goes to rank 1, from_last comes from the last rank.
   PipelineRunner(const Model& model, int num_blocks, int page_size, int threads, transport::Link& to_next,
                  transport::Link& from_last, PipelineOptions options = {});
+  // Stops the idle statistics thread (waits for a round it has in flight).
+  ~PipelineRunner();
+  PipelineRunner(const PipelineRunner&) = delete;
+  PipelineRunner& operator=(const PipelineRunner&) = delete;
 
   // Sends a kHello round the ring before the first step: every rank checks that it fits (model,
   // KV layout, its layers follow the previous rank's) and the ring must end at the model's last
@@ -76,6 +97,9 @@ class PipelineRunner {
   // Waits until every record sent has come back (steps are dropped: call collect() first to keep them).
   void drain();
 
+  // The latest completed kStats round (rank 0's own entry first), if any.
+  std::optional<RingStats> last_ring_stats() const;
+
   int in_flight() const { return in_flight_; }
   int vocab() const { return model_.config().vocab_size; }
   const KvCache& kv() const { return kv_; }
@@ -92,6 +116,12 @@ class PipelineRunner {
     std::vector<int> rows;
   };
   void send(const std::vector<uint8_t>& record, uint32_t tag);
+  bool stats_due() const;
+  void send_stats_request();                 // appends a kStats entry to outstanding_
+  void finish_stats_round(StageRecord& rec);  // rank 0's entry + the workers' -> last_stats_, on_stats
+  void idle_stats_loop();
+  PipelineResult collect_locked();
+  void drain_locked();
   // Receives the next record, checks it is `expect`'s echo, returns it decoded.
   StageRecord receive(const Outstanding& expect);
   [[noreturn]] void broken(const std::string& why);
@@ -109,6 +139,20 @@ class PipelineRunner {
   std::string broken_;                   // set once the ring failed
   std::vector<int32_t> tokens_;
   std::vector<float> hidden_, selected_;
+
+  // Ring statistics. mu_ guards everything above and below while a public method runs.
+  mutable std::mutex mu_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::chrono::nanoseconds busy_{0};  // embed + own layers + head
+  uint64_t steps_ = 0, step_tokens_ = 0;
+  size_t ring_size_ = 0;  // ranks, from handshake(); 0 before it
+  bool stats_outstanding_ = false;
+  std::chrono::steady_clock::time_point last_stats_sent_{};
+  std::optional<RingStats> last_stats_;
+  std::mutex idle_mu_;
+  std::condition_variable idle_cv_;
+  bool stop_idle_ = false;
+  std::thread idle_thread_;  // last: starts once everything above exists
 };
 
 }  // namespace jarvis

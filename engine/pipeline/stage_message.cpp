@@ -1,6 +1,7 @@
 #include "engine/pipeline/stage_message.h"
 
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 
 namespace jarvis {
@@ -13,6 +14,7 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "stage messages assume 
 constexpr size_t kStepFixedBytes = 20;  // micro_batch, n_tokens, n_seqs, hidden, dtype
 constexpr size_t kSeqFixedBytes = 24;   // seq_id, n_tokens, start_pos, n_blocks, want_logits + pad
 constexpr int kMaxLayers = 1 << 16;     // bounds a hello's rank list
+constexpr size_t kStatsEntryBytes = 16 + 12 * 8;
 
 class Writer {
  public:
@@ -251,6 +253,32 @@ std::vector<uint8_t> encode_stage_hello(uint64_t step_id, const StageHello& h) {
   return w.take();
 }
 
+std::vector<uint8_t> encode_stage_stats(uint64_t step_id, const std::vector<StageRankStats>& stats) {
+  Writer w(kStageHeaderBytes + 4 + kStatsEntryBytes * stats.size());
+  write_header(w, StageKind::kStats, step_id);
+  w.u32(static_cast<uint32_t>(stats.size()));
+  for (const StageRankStats& s : stats) {
+    if (s.first_layer > s.end_layer) throw InvalidArgument("stage stats: first_layer after end_layer");
+    w.u32(s.rank);
+    w.u32(s.first_layer);
+    w.u32(s.end_layer);
+    w.u32(0);
+    for (uint64_t v : {s.steps, s.tokens, s.busy_ns, s.wall_ns, s.sent_messages, s.sent_bytes, s.received_messages,
+                       s.received_bytes, s.rtt_samples, s.rtt_last_ns, s.rtt_min_ns, s.rtt_smoothed_ns}) {
+      w.u64(v);
+    }
+  }
+  return w.take();
+}
+
+bool StageRankStats::operator==(const StageRankStats& o) const {
+  return rank == o.rank && first_layer == o.first_layer && end_layer == o.end_layer && steps == o.steps &&
+         tokens == o.tokens && busy_ns == o.busy_ns && wall_ns == o.wall_ns && sent_messages == o.sent_messages &&
+         sent_bytes == o.sent_bytes && received_messages == o.received_messages &&
+         received_bytes == o.received_bytes && rtt_samples == o.rtt_samples && rtt_last_ns == o.rtt_last_ns &&
+         rtt_min_ns == o.rtt_min_ns && rtt_smoothed_ns == o.rtt_smoothed_ns;
+}
+
 StageRecord decode_stage_record(const uint8_t* data, size_t size, const StageLimits& lim) {
   if (lim.hidden <= 0 || lim.num_blocks <= 0 || lim.page_size <= 0) {
     throw InvalidArgument("stage limits need hidden, num_blocks and page_size");
@@ -302,6 +330,29 @@ StageRecord decode_stage_record(const uint8_t* data, size_t size, const StageLim
         const int first = checked_count(r.u32("first_layer"), 0, h.n_layers, "first_layer");
         const int end = checked_count(r.u32("end_layer"), first, h.n_layers, "end_layer");
         h.ranges.emplace_back(first, end);
+      }
+      break;
+    }
+    case static_cast<uint16_t>(StageKind::kStats): {
+      rec.kind = StageKind::kStats;
+      const int n = checked_count(r.u32("count"), 0, lim.max_stats_ranks, "stats count");
+      // The size is known from the count: check it before reserving, so a lying count asks for nothing.
+      if (r.left() != static_cast<size_t>(n) * kStatsEntryBytes) {
+        bad("stats record holds " + std::to_string(r.left()) + " bytes for " + std::to_string(n) + " entries of " +
+            std::to_string(kStatsEntryBytes));
+      }
+      rec.stats.resize(static_cast<size_t>(n));
+      for (StageRankStats& s : rec.stats) {
+        s.rank = static_cast<uint32_t>(checked_count(r.u32("rank"), 0, kMaxLayers, "rank"));
+        s.first_layer = static_cast<uint32_t>(checked_count(r.u32("first_layer"), 0, kMaxLayers, "first_layer"));
+        s.end_layer =
+            static_cast<uint32_t>(checked_count(r.u32("end_layer"), s.first_layer, kMaxLayers, "end_layer"));
+        if (r.u32("reserved") != 0) bad("non-zero reserved field in a stats entry");
+        for (uint64_t* v : {&s.steps, &s.tokens, &s.busy_ns, &s.wall_ns, &s.sent_messages, &s.sent_bytes,
+                            &s.received_messages, &s.received_bytes, &s.rtt_samples, &s.rtt_last_ns, &s.rtt_min_ns,
+                            &s.rtt_smoothed_ns}) {
+          *v = r.u64("stats counter");
+        }
       }
       break;
     }

@@ -6,8 +6,10 @@
 // the ranks that sequences finished (their block ids may be handed out again), kError carries a
 // worker's failure to rank 0 so the user sees the cause, not just a broken link. kHello goes round
 // once before the first step: each rank checks that it fits the ring (same model shape and KV
-// layout, its layers follow the previous rank's) and appends its layer range. Every record makes
-// the full round, so rank 0 sees its own records come back in the order it sent them.
+// layout, its layers follow the previous rank's) and appends its layer range. kStats collects the
+// per-rank metrics: rank 0 sends it empty (at most about once a second), every worker appends its
+// own counters (engine/pipeline/ring_stats.h) as the record passes. Every record makes the full
+// round, so rank 0 sees its own records come back in the order it sent them.
 //
 // Wire form, little-endian, no padding between fields:
 //   common header (16 B): magic u32 "JPSM", version u16, kind u16, step_id u64
@@ -21,6 +23,11 @@
 //   kError: length u32, UTF-8 text[length]
 //   kHello: n_layers u32, hidden u32, num_blocks u32, page_size u32, count u32,
 //           then count x (first_layer u32, end_layer u32): the ranks passed so far, in ring order
+//   kStats: count u32, then count x 112-byte entries, one per worker passed so far in ring order:
+//           rank u32, first_layer u32, end_layer u32, reserved u32 (0), then u64 each: steps,
+//           tokens, busy_ns, wall_ns, sent_messages, sent_bytes (output link), received_messages,
+//           received_bytes (input link), rtt_samples, rtt_last_ns, rtt_min_ns, rtt_smoothed_ns
+//           (output link). Version 2 added kStats.
 // The record fills its message exactly: trailing bytes are an error like missing ones.
 #pragma once
 
@@ -36,11 +43,11 @@
 namespace jarvis {
 
 inline constexpr uint32_t kStageMagic = 0x4d53504au;  // "JPSM" read as little-endian bytes
-inline constexpr uint16_t kStageVersion = 1;
+inline constexpr uint16_t kStageVersion = 2;
 inline constexpr uint32_t kStageDtypeF32 = 1;
 inline constexpr size_t kStageHeaderBytes = 16;
 
-enum class StageKind : uint16_t { kStep = 1, kFree = 2, kError = 3, kHello = 4 };
+enum class StageKind : uint16_t { kStep = 1, kFree = 2, kError = 3, kHello = 4, kStats = 5 };
 
 // A record that fails any check of decode_stage_record: names the field and the bad value.
 class StageMessageError : public Error {
@@ -59,6 +66,7 @@ struct StageLimits {
   int max_positions = 1 << 20;  // start_pos + n_tokens of any sequence
   int max_free_ids = 1 << 16;
   int max_error_bytes = 1 << 16;
+  int max_stats_ranks = 1 << 12;  // entries in a kStats record
 };
 
 // The ring's shape as a kHello record has seen it so far.
@@ -68,6 +76,22 @@ struct StageHello {
   int num_blocks = 0;
   int page_size = 0;
   std::vector<std::pair<int, int>> ranges;  // [first_layer, end_layer) per rank, ring order
+};
+
+// One rank's counters in a kStats record, all cumulative since the rank started serving steps.
+// busy = time in its layers (rank 0: embedding, its layers and the head); wall = time since it
+// started, so wall - busy is the time the stage was idle (waiting for input, moving records).
+// Link counters are those of transport::link_stats(): sent_* and rtt_* on the rank's output
+// link, received_* on its input link (zeros for an unmeasured link).
+struct StageRankStats {
+  uint32_t rank = 0;  // ring position: 0 is rank 0
+  uint32_t first_layer = 0, end_layer = 0;
+  uint64_t steps = 0, tokens = 0;
+  uint64_t busy_ns = 0, wall_ns = 0;
+  uint64_t sent_messages = 0, sent_bytes = 0;
+  uint64_t received_messages = 0, received_bytes = 0;
+  uint64_t rtt_samples = 0, rtt_last_ns = 0, rtt_min_ns = 0, rtt_smoothed_ns = 0;
+  bool operator==(const StageRankStats& o) const;
 };
 
 struct StageRecord {
@@ -87,6 +111,8 @@ struct StageRecord {
   std::string error;
   // kHello
   StageHello hello;
+  // kStats
+  std::vector<StageRankStats> stats;
 };
 
 // Encoders check the batch against itself (counts, non-negative values, block table coverage at
@@ -98,6 +124,7 @@ std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, c
 std::vector<uint8_t> encode_stage_free(uint64_t step_id, const std::vector<int64_t>& seq_ids);
 std::vector<uint8_t> encode_stage_error(uint64_t step_id, const std::string& text);
 std::vector<uint8_t> encode_stage_hello(uint64_t step_id, const StageHello& hello);
+std::vector<uint8_t> encode_stage_stats(uint64_t step_id, const std::vector<StageRankStats>& stats);
 
 // Parses and validates one record; throws StageMessageError for anything malformed or beyond
 // `limits`, without reading outside [data, data + size).

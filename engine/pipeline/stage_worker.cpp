@@ -4,6 +4,7 @@
 #include <exception>
 #include <optional>
 
+#include "engine/pipeline/ring_stats.h"
 #include "transport/rtt.h"
 
 namespace jarvis {
@@ -44,6 +45,7 @@ void StageWorker::check_hello(const StageHello& h) const {
 
 StageWorkerResult StageWorker::run(Link& in, Link& out) {
   StageWorkerResult res;
+  const auto started = std::chrono::steady_clock::now();
   // Reports a failure downstream so it reaches rank 0 with its cause; the send may itself fail
   // when the downstream link is what broke, which changes nothing about the outcome.
   auto fail = [&](uint64_t step_id, const std::string& why) {
@@ -102,6 +104,14 @@ StageWorkerResult StageWorker::run(Link& in, Link& out) {
         }
       } else if (rec.kind == StageKind::kFree) {
         res.stats.frees += rec.seq_ids.size();
+      } else if (rec.kind == StageKind::kStats) {
+        // This rank's position is its place in the round: rank 0 sent it empty, workers append.
+        const auto busy = std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::duration<double>(res.stats.compute_seconds));
+        rec.stats.push_back(make_rank_stats(static_cast<uint32_t>(rec.stats.size() + 1), model_.shard().first_layer,
+                                            model_.shard().end_layer, res.stats.steps, res.stats.tokens, busy,
+                                            std::chrono::steady_clock::now() - started, &in, &out));
+        m->payload = encode_stage_stats(rec.step_id, rec.stats);
       } else if (rec.kind == StageKind::kHello) {
         check_hello(rec.hello);
         rec.hello.ranges.emplace_back(model_.shard().first_layer, model_.shard().end_layer);

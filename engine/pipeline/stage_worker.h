@@ -4,7 +4,9 @@
 // The worker keeps no per-sequence state: block tables come from rank 0's block manager with
 // every step, so its KvCache must have rank 0's num_blocks and page_size; a block id reused for a
 // new sequence is simply overwritten (attention never reads a slot before its step writes it).
-// kFree records are therefore only counted and forwarded; a kHello that does not fit this rank
+// kFree records are therefore only counted and forwarded; a kStats record gets this rank's
+// counters appended (busy = compute_seconds, wall = time since run() began, its links' counters
+// when they are transport::make_measured_link links); a kHello that does not fit this rank
 // (model shape, KV layout, layers not following the previous rank's) is a failure. Records are
 // handled strictly in arrival order, which is what lets rank 0 keep several micro-batches in the
 // ring: a step's K/V writes on this rank always precede the next step's reads.

@@ -15,10 +15,12 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not found
 
 
 def exported_metrics():
-    """Names registered in serving_metrics.cpp."""
-    src = open(os.path.join(SOURCE_DIR, "metrics", "serving_metrics.cpp"), encoding="utf-8").read()
-    names = set(re.findall(r'"(jarvis:[a-z0-9_]+)"', src))
-    assert len(names) >= 12, names
+    """Names registered in metrics/*.cpp (serving_metrics.cpp, pipeline_metrics.cpp)."""
+    names = set()
+    for f in ("serving_metrics.cpp", "pipeline_metrics.cpp"):
+        src = open(os.path.join(SOURCE_DIR, "metrics", f), encoding="utf-8").read()
+        names |= set(re.findall(r'"(jarvis:[a-z0-9_]+)"', src))
+    assert len(names) >= 21, names
     return names
 
 

@@ -1,5 +1,6 @@
 """jarvis-serve scraped by a real Prometheus server: the TTFT histogram is queryable, every panel
-of the Grafana dashboard returns data, and `promtool check metrics` accepts the live /metrics."""
+of the Grafana dashboard returns data, and `promtool check metrics` accepts the live /metrics.
+The server runs as a 3-rank pipeline, so the per-rank and per-link panels have data too."""
 import json
 import math
 import threading
@@ -59,6 +60,10 @@ def exercise(prom, serve_base, model):
         "histogram_quantile(0.5, sum by (le) (rate(jarvis:time_to_first_token_seconds_bucket[1m])))",
         lambda r: r and math.isfinite(float(r[0]["value"][1])))
     assert float(p50[0]["value"][1]) > 0
+    # The pipeline series come with the ring's statistics rounds (about 1 s apart): wait until
+    # a rate over them has two samples, for every rank and every link's round-trip time.
+    prom.wait_for("sum by (rank) (rate(jarvis:stage_busy_seconds_total[1m]))", lambda r: len(r) == 3)
+    prom.wait_for("jarvis:link_rtt_seconds", lambda r: len(r) == 3)
 
     empty = []
     for title, ref, expr in panel_queries():
@@ -71,8 +76,12 @@ def exercise(prom, serve_base, model):
     assert [m["metric"]["model_name"] for m in models] == [model]
 
 
+# Three ranks on this machine, one compute thread each (the CI machine has 2 cores).
+PIPELINE = ["--ranks", "3", "--threads", "1", "--worker-threads", "1"]
+
+
 def test_prometheus_scrapes_jarvis_serve(tmp_path):
-    with Server() as serve:
+    with Server(*PIPELINE) as serve:
         model = json.loads(serve.get("/v1/models"))["data"][0]["id"]
         with PrometheusServer([f"127.0.0.1:{serve.port}"], tmp_path) as prom:
             exercise(prom, serve.base_url, model)

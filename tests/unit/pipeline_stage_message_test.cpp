@@ -192,7 +192,7 @@ TEST(PipelineStageMessage, CorruptFieldsAreRejected) {
     EXPECT_THROW(decode_stage_record(bytes, limits()), StageMessageError) << c.what;
   }
   std::vector<uint8_t> bytes = sample_record();
-  bytes[4] = 2;  // version
+  bytes[4] = static_cast<uint8_t>(kStageVersion + 1);  // version
   EXPECT_THROW(decode_stage_record(bytes, limits()), StageMessageError);
   bytes = sample_record();
   bytes[6] = 9;  // kind

@@ -3,7 +3,8 @@
 // accepting, let in-flight requests finish for --shutdown-grace-seconds, exit 0.
 // --ranks N splits the model over N local processes: this one (rank 0: embedding, its layers,
 // head, scheduler, HTTP) and N-1 jarvis-worker children joined in a pipeline ring
-// (engine/pipeline/README.md). One step is in the ring at a time.
+// (engine/pipeline/README.md). Up to --micro-batches steps are in the ring at once, so ranks work
+// on different micro-batches at the same time.
 #include <CLI/CLI.hpp>
 #include <pthread.h>
 #include <signal.h>
@@ -46,6 +47,7 @@ struct Options {
   std::string split;                  // "a,b,c"; empty: even (plan_split)
   std::string worker_bin;             // empty: jarvis-worker next to this executable
   int worker_threads = 1;
+  int micro_batches = 0;              // steps in the ring at once; 0: one per rank
   std::vector<jarvis::ShardSpec> plan;  // one per rank when ranks > 1 (checked before loading)
   jarvis::ModelConfig model_config;     // header only, when ranks > 1
 };
@@ -78,14 +80,17 @@ std::unique_ptr<jarvis::StepExecutor> start_pipeline(Options& o, const jarvis::M
                  o.plan[r].first_layer, o.plan[r].end_layer, static_cast<int>(ring->pids()[r - 1]));
   }
   jarvis::PipelineOptions po;
+  po.max_in_flight = o.micro_batches > 0 ? o.micro_batches : static_cast<int>(o.plan.size());
   po.on_stats = [&pm](const jarvis::RingStats& s) { pm.update(jarvis::metric_samples(s)); };
   auto exec = std::make_unique<jarvis::PipelineExecutor>(
       model, o.engine.kv_blocks, o.engine.page_size, o.engine.threads,
       jarvis::transport::make_measured_link(ring->take_to_next()),
       jarvis::transport::make_measured_link(ring->take_from_last()), po);
   exec->handshake();
-  std::fprintf(stderr, "jarvis-serve: pipeline of %zu ranks ready (rank 0: layers [0, %d), %d KV blocks each)\n",
-               o.plan.size(), o.plan[0].end_layer, o.engine.kv_blocks);
+  std::fprintf(stderr,
+               "jarvis-serve: pipeline of %zu ranks ready (rank 0: layers [0, %d), %d KV blocks each, "
+               "up to %d micro-batches in flight)\n",
+               o.plan.size(), o.plan[0].end_layer, o.engine.kv_blocks, po.max_in_flight);
   return exec;
 }
 
@@ -241,6 +246,11 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--split", o.split, "layers per rank, e.g. 10,10,10 (default: even)");
   app.add_option("--kv-blocks", e.kv_blocks, "KV blocks on every rank (0: from the KV budget)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--micro-batches", o.micro_batches,
+                 "steps (micro-batches) kept in the pipeline ring at once; 1 turns interleaving off "
+                 "(0: one per rank)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--worker-bin", o.worker_bin, "jarvis-worker executable (default: next to jarvis-serve)");

@@ -73,7 +73,7 @@ std::optional<RingStats> PipelineRunner::last_ring_stats() const {
   return last_stats_;
 }
 
-// While the scheduler has nothing in the ring, the statistics would go stale: this thread sends
+// While the scheduler has no step in the ring, the statistics would go stale: this thread sends
 // the round itself. It never waits for the lock, so the scheduler is delayed by at most one
 // round trip of a small record, and only when it submits just as a round starts.
 void PipelineRunner::idle_stats_loop() {
@@ -81,7 +81,8 @@ void PipelineRunner::idle_stats_loop() {
   const auto tick = std::min<std::chrono::milliseconds>(options_.stats_interval, std::chrono::milliseconds(250));
   while (!idle_cv_.wait_for(idle, tick, [this] { return stop_idle_; })) {
     std::unique_lock<std::mutex> lk(mu_, std::try_to_lock);
-    if (!lk.owns_lock() || !outstanding_.empty() || !stats_due()) continue;
+    // No step in the ring (kFree echoes may be: they are consumed here on the way).
+    if (!lk.owns_lock() || in_flight_ != 0 || !stats_due()) continue;
     try {
       send_stats_request();
       drain_locked();

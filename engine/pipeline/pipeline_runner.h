@@ -6,8 +6,9 @@
 //
 // Ring statistics: about every stats_interval a kStats record goes round with the steps (sent by
 // submit() just before a step, consumed by collect() like a kFree echo); every worker appends its
-// counters. While the ring is idle (nothing outstanding) the runner's own thread sends it, so the
-// numbers stay fresh without traffic. Each round ends in options.on_stats and last_ring_stats().
+// counters. While no step is in the ring the runner's own thread sends it (and consumes any kFree
+// echoes before it), so the numbers stay fresh without traffic. Each round ends in
+// options.on_stats and last_ring_stats().
 //
 // One thread (the scheduler loop) calls submit / collect / free_sequences / drain; the public
 // methods take an internal lock only so the idle statistics thread can slip in between.

@@ -24,8 +24,8 @@ PipelineMetrics::PipelineMetrics(prometheus::Registry& registry, const std::stri
                          "Time a pipeline rank was not computing (waiting for input, moving records).");
   steps_ = counter_family("jarvis:stage_steps_total", "Steps (micro-batches) a pipeline rank ran through its layers.");
   tokens_ = counter_family("jarvis:stage_tokens_total", "Token rows a pipeline rank ran through its layers.");
-  link_bytes_ = counter_family("jarvis:link_bytes_total",
-                               "Payload bytes of ring records on a link: tx counted by its sender, rx by its receiver.");
+  link_bytes_ = counter_family(
+      "jarvis:link_bytes_total", "Payload bytes of ring records on a link: tx counted by its sender, rx by its receiver.");
   link_messages_ = counter_family("jarvis:link_messages_total",
                                   "Ring records on a link: tx counted by its sender, rx by its receiver.");
   idle_fraction_ = gauge_family("jarvis:stage_idle_fraction",

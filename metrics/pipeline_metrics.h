@@ -49,8 +49,9 @@ class PipelineMetrics {
   static std::string link_name(int from, int to) { return std::to_string(from) + "-" + std::to_string(to); }
 
  private:
-  prometheus::Counter& counter(prometheus::Family<prometheus::Counter>& f, const std::map<std::string, std::string>& labels,
-                               double value);
+  // The series of `f` with `labels` (and model_name), moved on to the cumulative `value`.
+  prometheus::Counter& counter(prometheus::Family<prometheus::Counter>& f,
+                               const std::map<std::string, std::string>& labels, double value);
 
   std::mutex mu_;
   std::string model_name_;

@@ -1,7 +1,8 @@
 // Ring statistics through a real 3-rank ring in one process (rank 0 and two StageWorkers on
 // threads, measured in-process links): kStats rounds go with the steps and while the ring is
-// idle (also with a kFree echo pending), every rank's entry is there in ring order with its layers and step count, and the link
-// counters of neighbouring ranks agree exactly (what one end sent, the other received).
+// idle (also with a kFree echo pending), every rank's entry is there in ring order with its
+// layers and step count, and the link counters of neighbouring ranks agree exactly (what one end
+// sent, the other received).
 #include <gtest/gtest.h>
 
 #include <chrono>

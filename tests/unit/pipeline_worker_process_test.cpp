@@ -1,7 +1,8 @@
 // The ring across processes: two real jarvis-worker processes (layers 10..19 and 20..29) on
 // localhost over UCX, rank 0 in this test process. Logits must equal the one-rank run bit for bit
 // (same argument as pipeline_ring_test.cpp: raw floats on the wire, batch-invariant kernels).
-// Then a worker is killed: rank 0 must get a PipelineError quickly, not hang.
+// Then a worker is killed: rank 0 must get a PipelineError quickly, not hang. Last, the ring
+// statistics over real processes show a shaped link's round trip.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include "engine/cluster/model_identity.h"
 #include "engine/cluster/rendezvous.h"
 #include "pipeline_workload.h"
+#include "transport/measured_link.h"
 #include "transport/ucx/ucx_link.h"
 
 extern char** environ;
@@ -199,6 +201,45 @@ TEST(PipelineWorkerProcess, ShapedWorkerLinkAndCleanShutdown) {
   lim.page_size = kPageSize;
   EXPECT_EQ(decode_stage_record(m.payload, lim).seq_ids, std::vector<int64_t>{5});
   ring.to_next.reset();
+  EXPECT_EQ(ring.w1->wait(std::chrono::seconds(10)), 0);
+  EXPECT_EQ(ring.w2->wait(std::chrono::seconds(10)), 0);
+}
+
+// Ring statistics across processes: with worker 1 shaping its link to worker 2 by 5 ms, the idle
+// statistics rounds report that link's round trip at 5 ms or more (the ping is delayed one way,
+// the pong comes back unshaped) and the unshaped links' well below it.
+TEST(PipelineWorkerProcess, StatisticsRoundsReportTheShapedLinksRoundTrip) {
+  std::unique_ptr<Model> rank0 = load_model(model_path(), s0_shard());
+  WorkerRing ring;
+  ASSERT_NO_FATAL_FAILURE(ring.start({"--link-delay", "1-2:5ms"}));
+  auto to_next = transport::make_measured_link(std::move(ring.to_next));
+  auto from_last = transport::make_measured_link(std::move(ring.from_last));
+  PipelineOptions opts;
+  opts.stats_interval = std::chrono::milliseconds(100);
+  {
+    PipelineRunner runner(*rank0, kNumBlocks, kPageSize, 1, *to_next, *from_last, opts);
+    runner.handshake();
+    // Pings go every 500 ms: wait for rounds that carry at least two per link.
+    const auto deadline = Clock::now() + std::chrono::seconds(15);
+    std::optional<RingStats> s;
+    for (;;) {
+      s = runner.last_ring_stats();
+      bool ready = s.has_value() && s->ranks.size() == 3;
+      for (size_t k = 0; ready && k < 3; ++k) ready = s->ranks[k].rtt_samples >= 2;
+      if (ready) break;
+      ASSERT_LT(Clock::now(), deadline) << "no round trips in the ring statistics";
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    const double rtt_ms[3] = {s->ranks[0].rtt_min_ns / 1e6, s->ranks[1].rtt_min_ns / 1e6, s->ranks[2].rtt_min_ns / 1e6};
+    std::printf("link RTT min: 0-1 %.3f ms, 1-2 %.3f ms (5 ms shaped), 2-0 %.3f ms\n", rtt_ms[0], rtt_ms[1], rtt_ms[2]);
+    EXPECT_GE(rtt_ms[1], 5.0);
+    // Unshaped local links: microseconds; 4 ms leaves room for a loaded machine's scheduling.
+    EXPECT_LT(rtt_ms[0], 4.0);
+    EXPECT_LT(rtt_ms[2], 4.0);
+    EXPECT_EQ(s->ranks[1].first_layer, 10u);
+    EXPECT_EQ(s->ranks[2].end_layer, 30u);
+  }
+  to_next.reset();
   EXPECT_EQ(ring.w1->wait(std::chrono::seconds(10)), 0);
   EXPECT_EQ(ring.w2->wait(std::chrono::seconds(10)), 0);
 }

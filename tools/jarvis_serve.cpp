@@ -51,7 +51,8 @@ struct Options {
   jarvis::ModelConfig model_config;     // header only, when ranks > 1
   std::string link_delay, link_jitter, link_bandwidth;  // transport/link_spec.h specs
   std::string cluster_file;
-  std::optional<jarvis::RankSetup> cluster;  // rank 0's part of the cluster file
+  std::optional<jarvis::RankSetup> cluster;
+  std::string transport = "ucx";  // --ranks N: "ucx" (worker processes) or "inproc" (threads)  // rank 0's part of the cluster file
 };
 
 // jarvis-worker in the directory of this executable.
@@ -78,6 +79,8 @@ std::unique_ptr<jarvis::PipelineLaunch> start_pipeline(const Options& o, const j
   po.link_jitter = o.link_jitter;
   po.link_bandwidth = o.link_bandwidth;
   po.cluster = o.cluster;
+  po.transport = o.transport == "inproc" ? jarvis::PipelineLaunchOptions::Transport::kInproc
+                                         : jarvis::PipelineLaunchOptions::Transport::kUcx;
   auto launch = std::make_unique<jarvis::PipelineLaunch>(po, model);
   for (const std::string& line : launch->description()) std::fprintf(stderr, "jarvis-serve: %s\n", line.c_str());
   std::fprintf(stderr, "jarvis-serve: pipeline of %zu ranks ready (rank 0: layers [0, %d), %d KV blocks each)\n",
@@ -247,6 +250,10 @@ int main(int argc, char** argv) {
                  "one-way delay per link, e.g. '0-1:5ms,1-2:5ms,2-0:5ms', or '5ms' for every link");
   app.add_option("--link-jitter", o.link_jitter, "jitter per link, e.g. '1-2:500us' or '500us'");
   app.add_option("--link-bandwidth", o.link_bandwidth, "bandwidth cap per link, e.g. '0-1:100mbit' or '1gbit'");
+  app.add_option("--transport", o.transport,
+                 "with --ranks: ucx (jarvis-worker processes) or inproc (worker threads in this process)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"ucx", "inproc"}));
   app.add_option("--cluster", o.cluster_file,
                  "cluster file (engine/cluster/README.md): this process is its rank 0; the other ranks run "
                  "`jarvis-worker --cluster FILE` on their hosts");
@@ -264,8 +271,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!o.cluster_file.empty()) {
-    if (app.count("--model") || app.count("--ranks") || app.count("--split")) {
-      std::fprintf(stderr, "jarvis-serve: error: --cluster gives the model, ranks and split; drop --model/--ranks/--split\n");
+    if (app.count("--model") || app.count("--ranks") || app.count("--split") || app.count("--transport")) {
+      std::fprintf(stderr, "jarvis-serve: error: --cluster gives the model, ranks and split (over UCX); "
+                           "drop --model/--ranks/--split/--transport\n");
       return 2;
     }
     try {

@@ -37,6 +37,22 @@ PipelineLaunch::PipelineLaunch(const PipelineLaunchOptions& o, const Model& mode
     shape = c.send_shape;
     description_.push_back("rank 0: listening on " + address(c.listen_host, c.listen_port) + ", next rank at " +
                            address(c.next_host, c.next_port) + (c.all_loopback ? "" : " (UCX over TCP)"));
+  } else if (o.transport == PipelineLaunchOptions::Transport::kInproc) {
+    InprocRingOptions io;
+    io.model_path = o.model_path;
+    io.plan = o.plan;
+    io.kv_blocks = o.kv_blocks;
+    io.page_size = o.page_size;
+    io.worker_threads = o.worker_threads;
+    io.shapes = transport::parse_link_shapes(o.link_delay, o.link_jitter, o.link_bandwidth);
+    io.timeout = o.timeout;
+    shape = io.shapes.get(0, 1);
+    inproc_ = std::make_unique<InprocRing>(io);
+    to_next = inproc_->take_to_next();
+    from_last = inproc_->take_from_last();
+    for (size_t r = 1; r < o.plan.size(); ++r) {
+      description_.push_back(describe_shard(static_cast<int>(r), o.plan[r]) + " in a thread (in-process links)");
+    }
   } else {
     LocalRingOptions ro;
     ro.worker_bin = o.worker_bin;

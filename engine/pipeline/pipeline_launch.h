@@ -1,5 +1,6 @@
 // How rank 0 (jarvis-serve) brings up its pipeline ring and gets the engine's executor:
-//   - local: ranks 1..N-1 are jarvis-worker children of this process (LocalRing, --ranks N);
+//   - local: ranks 1..N-1 are jarvis-worker children of this process (LocalRing, --ranks N), or
+//     threads of this process over in-process links (InprocRing, --transport inproc);
 //   - cluster: the other ranks run on the hosts of a cluster file (each started there with
 //     `jarvis-worker --cluster FILE`); rank 0 listens on its node's address, connects to rank 1's,
 //     and the ring rendezvous checks that everyone agrees (engine/cluster/rank_setup.h).
@@ -15,6 +16,7 @@
 
 #include "csrc/model/model.h"
 #include "engine/cluster/rank_setup.h"
+#include "engine/pipeline/inproc_ring.h"
 #include "engine/pipeline/local_ring.h"
 #include "engine/pipeline/pipeline_executor.h"
 
@@ -28,8 +30,10 @@ struct PipelineLaunchOptions {
   int threads = 1;              // rank 0's compute threads
   PipelineOptions pipeline;
   std::chrono::milliseconds timeout{60000};  // worker start-up, connecting, rendezvous
-  // Local ranks (cluster unset): the worker executable and its threads; link specs
-  // (transport/link_spec.h) for every rank.
+  // Local ranks (cluster unset): processes over UCX or threads; the worker executable and its
+  // threads; link specs (transport/link_spec.h) for every rank.
+  enum class Transport { kUcx, kInproc };
+  Transport transport = Transport::kUcx;
   std::string worker_bin;
   int worker_threads = 1;
   std::string link_delay, link_jitter, link_bandwidth;
@@ -49,16 +53,18 @@ class PipelineLaunch {
   std::unique_ptr<StepExecutor> take_executor() { return std::move(executor_); }
   // Local workers: "" while all run, else which one exited (LocalRing::check_workers). Remote
   // ranks are watched by the links themselves (bootstrap socket, heartbeats).
-  std::string check_workers() { return local_ ? local_->check_workers() : ""; }
+  std::string check_workers() { return local_ ? local_->check_workers() : inproc_ ? inproc_->check_workers() : ""; }
   // After the executor is destroyed (that closes the ring): reaps local workers (LocalRing::stop).
   void stop(std::chrono::milliseconds grace) {
     if (local_) local_->stop(grace);
+    if (inproc_) inproc_->stop(grace);
   }
   // One line per rank for the log.
   const std::vector<std::string>& description() const { return description_; }
 
  private:
   std::unique_ptr<LocalRing> local_;
+  std::unique_ptr<InprocRing> inproc_;
   std::unique_ptr<PipelineExecutor> executor_;
   std::vector<std::string> description_;
 };

@@ -1,6 +1,6 @@
 """`jarvis-serve --ranks N --split ...`: the default model split over N local processes (rank 0 plus
-jarvis-worker children in a pipeline ring) gives greedy completions token-identical to one rank,
-alone and with concurrent streams; a bad split is refused before any weight loads; a worker killed
+jarvis-worker children in a pipeline ring over UCX; or worker threads over in-process links with
+--transport inproc) gives greedy completions token-identical to one rank, alone and with concurrent streams; a bad split is refused before any weight loads; a worker killed
 mid-stream ends the stream with an error (no hang) and /health reports "degraded".
 
 The reference is the one-rank server: the forward pass itself is checked against NumPy elsewhere
@@ -85,12 +85,14 @@ def reference():
         return run_workload(s)
 
 
-@pytest.mark.parametrize("ranks,split", [(2, "15,15"), (3, "10,10,10"), (3, "1,28,1")])
-def test_split_matches_one_rank(reference, ranks, split):
-    s = Server("--ranks", str(ranks), "--split", split, *COMMON)
+@pytest.mark.parametrize("ranks,split,transport", [(2, "15,15", "ucx"), (3, "10,10,10", "ucx"), (3, "1,28,1", "ucx"),
+                                                   (3, "5,20,5", "inproc")])
+def test_split_matches_one_rank(reference, ranks, split, transport):
+    s = Server("--ranks", str(ranks), "--split", split, "--transport", transport, *COMMON)
     try:
         out = s.output()
         assert f"pipeline of {ranks} ranks ready" in out, out
+        assert ("in a thread" in out) == (transport == "inproc"), out
         solo, streams = run_workload(s)
         _, h = s.health()
         assert h["status"] == "ok", h

@@ -3,7 +3,8 @@
 // accepting, let in-flight requests finish for --shutdown-grace-seconds, exit 0.
 // --ranks N splits the model over N local processes: this one (rank 0: embedding, its layers,
 // head, scheduler, HTTP) and N-1 jarvis-worker children joined in a pipeline ring
-// (engine/pipeline/README.md). One step is in the ring at a time. --cluster FILE: the ranks run
+// (engine/pipeline/README.md). Up to --micro-batches steps are in the ring at once, so ranks work
+// on different micro-batches at the same time. --cluster FILE: the ranks run
 // on the hosts a cluster file lists (each started there as `jarvis-worker --cluster FILE`); this
 // process is rank 0. --link-delay/--link-jitter/--link-bandwidth shape every hop of the ring.
 #include <CLI/CLI.hpp>
@@ -25,13 +26,13 @@
 #include "csrc/tokenizer/tokenizer.h"
 #include "engine/cluster/model_identity.h"
 #include "engine/cluster/placement.h"
+#include "engine/cluster/rank_setup.h"
 #include "engine/engine.h"
 #include "engine/engine_config.h"
-#include "engine/cluster/rank_setup.h"
 #include "engine/pipeline/pipeline_launch.h"
-#include "transport/link_spec.h"
 #include "metrics/serving_metrics.h"
 #include "server/api_server.h"
+#include "transport/link_spec.h"
 
 namespace {
 
@@ -47,12 +48,13 @@ struct Options {
   std::string split;                  // "a,b,c"; empty: even (plan_split)
   std::string worker_bin;             // empty: jarvis-worker next to this executable
   int worker_threads = 1;
+  int micro_batches = 0;              // steps in the ring at once; 0: one per rank
   std::vector<jarvis::ShardSpec> plan;  // one per rank when ranks > 1 (checked before loading)
   jarvis::ModelConfig model_config;     // header only, when ranks > 1
   std::string link_delay, link_jitter, link_bandwidth;  // transport/link_spec.h specs
   std::string cluster_file;
-  std::optional<jarvis::RankSetup> cluster;
-  std::string transport = "ucx";  // --ranks N: "ucx" (worker processes) or "inproc" (threads)  // rank 0's part of the cluster file
+  std::optional<jarvis::RankSetup> cluster;  // rank 0's part of the cluster file
+  std::string transport = "ucx";             // --ranks N: "ucx" (worker processes) or "inproc" (threads)
 };
 
 // jarvis-worker in the directory of this executable.
@@ -79,12 +81,15 @@ std::unique_ptr<jarvis::PipelineLaunch> start_pipeline(const Options& o, const j
   po.link_jitter = o.link_jitter;
   po.link_bandwidth = o.link_bandwidth;
   po.cluster = o.cluster;
+  po.pipeline.max_in_flight = o.micro_batches > 0 ? o.micro_batches : static_cast<int>(o.plan.size());
   po.transport = o.transport == "inproc" ? jarvis::PipelineLaunchOptions::Transport::kInproc
                                          : jarvis::PipelineLaunchOptions::Transport::kUcx;
   auto launch = std::make_unique<jarvis::PipelineLaunch>(po, model);
   for (const std::string& line : launch->description()) std::fprintf(stderr, "jarvis-serve: %s\n", line.c_str());
-  std::fprintf(stderr, "jarvis-serve: pipeline of %zu ranks ready (rank 0: layers [0, %d), %d KV blocks each)\n",
-               o.plan.size(), o.plan[0].end_layer, o.engine.kv_blocks);
+  std::fprintf(stderr,
+               "jarvis-serve: pipeline of %zu ranks ready (rank 0: layers [0, %d), %d KV blocks each, "
+               "up to %d micro-batches in flight)\n",
+               o.plan.size(), o.plan[0].end_layer, o.engine.kv_blocks, po.pipeline.max_in_flight);
   return launch;
 }
 
@@ -240,6 +245,11 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--split", o.split, "layers per rank, e.g. 10,10,10 (default: even)");
   app.add_option("--kv-blocks", e.kv_blocks, "KV blocks on every rank (0: from the KV budget)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--micro-batches", o.micro_batches,
+                 "steps (micro-batches) kept in the pipeline ring at once; 1 turns interleaving off "
+                 "(0: one per rank)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--worker-bin", o.worker_bin, "jarvis-worker executable (default: next to jarvis-serve)");

@@ -59,8 +59,8 @@ def stream(server, body, timeout=60):
     return text, finish, error
 
 
-def concurrent_streams(server, n=6):
-    bodies = [{"prompt": f"A short story about {SUBJECTS[i % 6]}:", "max_tokens": 6 + 2 * i, "temperature": 0,
+def concurrent_streams(server, n=16):
+    bodies = [{"prompt": f"A short story about {SUBJECTS[i % 6]}:", "max_tokens": 6 + (5 * i) % 17, "temperature": 0,
                "stream": True} for i in range(n)]
     out = [None] * n
 
@@ -85,13 +85,17 @@ def reference():
         return run_workload(s)
 
 
-@pytest.mark.parametrize("ranks,split,transport", [(2, "15,15", "ucx"), (3, "10,10,10", "ucx"), (3, "1,28,1", "ucx"),
-                                                   (3, "5,20,5", "inproc")])
-def test_split_matches_one_rank(reference, ranks, split, transport):
-    s = Server("--ranks", str(ranks), "--split", split, "--transport", transport, *COMMON)
+# Micro-batches default to one per rank; "1" turns interleaving off.
+@pytest.mark.parametrize("ranks,split,micro,transport", [(2, "15,15", None, "ucx"), (3, "10,10,10", None, "ucx"),
+                                                         (3, "1,28,1", None, "ucx"), (3, "12,8,10", "1", "ucx"),
+                                                         (3, "5,20,5", None, "inproc")])
+def test_split_matches_one_rank(reference, ranks, split, micro, transport):
+    extra = ["--micro-batches", micro] if micro else []
+    s = Server("--ranks", str(ranks), "--split", split, "--transport", transport, *extra, *COMMON)
     try:
         out = s.output()
         assert f"pipeline of {ranks} ranks ready" in out, out
+        assert f"up to {micro or ranks} micro-batches in flight" in out, out
         assert ("in a thread" in out) == (transport == "inproc"), out
         solo, streams = run_workload(s)
         _, h = s.health()

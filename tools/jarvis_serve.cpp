@@ -55,6 +55,7 @@ struct Options {
   std::string cluster_file;
   std::optional<jarvis::RankSetup> cluster;  // rank 0's part of the cluster file
   std::string transport = "ucx";             // --ranks N: "ucx" (worker processes) or "inproc" (threads)
+  double connect_timeout_s = 60;             // workers starting, connecting and the rendezvous
 };
 
 // jarvis-worker in the directory of this executable.
@@ -81,6 +82,7 @@ std::unique_ptr<jarvis::PipelineLaunch> start_pipeline(const Options& o, const j
   po.link_jitter = o.link_jitter;
   po.link_bandwidth = o.link_bandwidth;
   po.cluster = o.cluster;
+  po.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout_s * 1000));
   po.pipeline.max_in_flight = o.micro_batches > 0 ? o.micro_batches : static_cast<int>(o.plan.size());
   po.transport = o.transport == "inproc" ? jarvis::PipelineLaunchOptions::Transport::kInproc
                                          : jarvis::PipelineLaunchOptions::Transport::kUcx;
@@ -264,6 +266,10 @@ int main(int argc, char** argv) {
                  "with --ranks: ucx (jarvis-worker processes) or inproc (worker threads in this process)")
       ->capture_default_str()
       ->check(CLI::IsMember({"ucx", "inproc"}));
+  app.add_option("--connect-timeout", o.connect_timeout_s,
+                 "seconds for the other ranks to start, connect and pass the rendezvous")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--cluster", o.cluster_file,
                  "cluster file (engine/cluster/README.md): this process is its rank 0; the other ranks run "
                  "`jarvis-worker --cluster FILE` on their hosts");

@@ -1,6 +1,9 @@
 #include "engine/pipeline/ring_connect.h"
 
 #include <future>
+#include <string>
+
+#include "csrc/util/error.h"
 
 namespace jarvis {
 
@@ -19,15 +22,19 @@ RingLinks connect_ring_rank0(transport::UcxListener& listener, const std::string
   auto accepted = std::async(std::launch::async, [&] { return listener.accept(timeout); });
   try {
     links.to_next = transport::ucx_connect(next_host, next_port, options);
-  } catch (...) {
+  } catch (const std::exception& e) {
     // The accept ends by its own timeout; wait for it so it does not outlive the listener.
     try {
       accepted.get();
     } catch (...) {
     }
-    throw;
+    throw Error("rank 0 cannot reach rank 1 at " + next_host + ":" + std::to_string(next_port) + ": " + e.what());
   }
-  links.from_prev = accepted.get();
+  try {
+    links.from_prev = accepted.get();
+  } catch (const std::exception& e) {
+    throw Error(std::string("the last rank did not connect to rank 0: ") + e.what());
+  }
   rendezvous_ring(mine, links.from_prev.get(), links.to_next.get(), plan, timeout);
   return links;
 }

@@ -154,6 +154,12 @@ int main(int argc, char** argv) {
       if (std::rename(tmp.c_str(), port_file.c_str()) != 0) throw jarvis::Error("cannot write " + port_file);
     }
     // Each rank shapes what it sends, so every hop of the ring is shaped once.
+    if (setup.send_shape.shaped()) {
+      std::fprintf(stderr, "jarvis-worker: rank %d -> %d: shaped (delay %.3f ms, jitter %.3f ms, %.0f bit/s)\n",
+                   setup.rank, (setup.rank + 1) % setup.world_size,
+                   static_cast<double>(setup.send_shape.delay.count()) / 1e6,
+                   static_cast<double>(setup.send_shape.jitter.count()) / 1e6, setup.send_shape.bits_per_second);
+    }
     std::unique_ptr<jarvis::transport::Link> out = jarvis::transport::shape_if_needed(
         jarvis::transport::ucx_connect(setup.next_host, static_cast<uint16_t>(setup.next_port), opts),
         setup.send_shape, static_cast<uint64_t>(setup.rank + 1));

@@ -4,7 +4,7 @@ written here: `jarvis-worker --cluster FILE` in ns1 (rank from --node) and ns2 (
 MPI's environment, as under mpirun), `jarvis-serve --cluster FILE` (rank 0) in ns0. Links are UCX
 over TCP across the veths. The official `openai` client, run inside ns0, gets greedy outputs that
 must be token-identical to a one-rank server's (the reference: the forward pass itself is checked
-against NumPy elsewhere). A rank that disagrees (here on the KV blocks) makes every rank fail at
+against NumPy elsewhere), with every hop shaped by the file's "links". A rank that disagrees (here on the KV blocks) makes every rank fail at
 the rendezvous with one message.
 
 Needs root (CAP_NET_ADMIN) for `ip netns`; without it the test fails and says so. Namespaces get
@@ -125,6 +125,9 @@ def write_cluster(hosts, path):
         "kv_blocks": KV_BLOCKS,
         "nodes": [{"name": f"n{i}", "address": f"{hosts.address(i)}:7100", "device": "cpu", "layers": layers}
                   for i, layers in enumerate([10, 12, 8])],  # uneven on purpose
+        # Shaped hops over the veths too; small, so the test stays quick (3 ms per step).
+        "links": [{"from": "n0", "to": "n1", "delay": "1ms"}, {"from": "n1", "to": "n2", "delay": "1500us"},
+                  {"from": "n2", "to": "n0", "delay": "500us", "bandwidth": "1gbit"}],
     }))
 
 
@@ -172,6 +175,11 @@ def test_three_hosts_match_one_rank(hosts, tmp_path):
         assert f"listening on {hosts.address(0)}:7100" in out and "UCX over TCP" in out, out
         assert "rank 1 of 3 (from --node n1)" in ranks.log("rank1"), ranks.logs()
         assert "rank 2 of 3 (from OMPI_COMM_WORLD_RANK)" in ranks.log("rank2"), ranks.logs()
+        # Each rank shapes the hop it sends on, as the file's "links" say.
+        assert "rank 0 -> 1: shaped (delay 1.000 ms" in out, out
+        assert "rank 1 -> 2: shaped (delay 1.500 ms" in ranks.log("rank1"), ranks.logs()
+        assert "rank 2 -> 0: shaped (delay 0.500 ms, jitter 0.000 ms, 1000000000 bit/s)" in ranks.log("rank2"), \
+            ranks.logs()
         got = run_client(f"http://127.0.0.1:{port}", ns=hosts.ns[0])
         assert all(len(c["tokens"]) == 12 for c in reference["completions"]) and all(reference["streams"]), reference
         assert got == reference, (got, reference)

@@ -48,6 +48,14 @@ class Hosts:
         except RuntimeError as e:
             pytest.fail(f"cannot create a network namespace (this test needs root / CAP_NET_ADMIN): {e}")
         self.created.append(self.hub)
+        try:
+            self._wire()
+        except BaseException:
+            self.delete()
+            raise
+
+    def _wire(self):
+        tag = self.hub[:-1]
         ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
         ip("-n", self.hub, "link", "set", "br0", "up")
         for i, ns in enumerate(self.ns):

@@ -75,10 +75,7 @@ int run(const Options& o) {
   o.sampling.validate();  // before the (slow) model load
   const jarvis::DeviceSpec device = jarvis::parse_device(o.device);
   const jarvis::GpuDType gpu_dtype = jarvis::parse_gpu_dtype(o.gpu_dtype);
-  if (device.is_cuda() && !jarvis::cuda_backend_built()) {
-    throw jarvis::Error("--device " + device.str() + ": this binary was built without the CUDA backend "
-                        "(configure with -DJARVIS_CUDA=ON on a machine with the CUDA toolkit)");
-  }
+  if (device.is_cuda()) jarvis::check_cuda_device(device.index);  // before the (slow) model load
 
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<jarvis::Model> model = jarvis::load_model(o.model);

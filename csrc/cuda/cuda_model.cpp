@@ -352,6 +352,8 @@ void CudaModel::compute_logits(const float* hidden, int n_rows, float* logits) {
 
 bool cuda_backend_built() { return true; }
 
+void check_cuda_device(int index) { select_device(index); }
+
 std::unique_ptr<ShardForward> make_cuda_shard(const Model& model, const CudaShardOptions& options) {
   return std::make_unique<CudaModel>(model, options);
 }

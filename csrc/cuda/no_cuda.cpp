@@ -7,10 +7,15 @@ namespace jarvis {
 
 bool cuda_backend_built() { return false; }
 
-std::unique_ptr<ShardForward> make_cuda_shard(const Model&, const CudaShardOptions& options) {
-  throw Error("device cuda:" + std::to_string(options.device) +
+void check_cuda_device(int index) {
+  throw Error("device cuda:" + std::to_string(index) +
               ": this binary was built without the CUDA backend (configure with -DJARVIS_CUDA=ON on a machine "
               "with the CUDA toolkit)");
+}
+
+std::unique_ptr<ShardForward> make_cuda_shard(const Model&, const CudaShardOptions& options) {
+  check_cuda_device(options.device);
+  return nullptr;  // not reached
 }
 
 }  // namespace jarvis

@@ -47,6 +47,10 @@ struct CudaShardOptions {
 // True when this binary was built with the CUDA backend (-DJARVIS_CUDA=ON or AUTO with nvcc).
 bool cuda_backend_built();
 
+// Throws (Error, saying why) unless cuda:index exists and this binary can use it: cheap, so tools
+// call it before a slow model load.
+void check_cuda_device(int index);
+
 // Uploads the shard of `model` (its weights stay on the host too) and allocates the KV cache on
 // the device. Throws Error when the binary has no CUDA backend or the device does not exist,
 // DeviceOutOfMemory when the weights or the cache do not fit.

@@ -86,7 +86,8 @@ else
   NVFLAGS="$NVFLAGS -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror"
   # csrc/ for the model tests: warnings are CI's business (CMake build), not a reason to lose a
   # GPU run to another compiler version's new warning.
-  MFLAGS="-std=c++17 -O2 -I$ROOT -I/usr/local/cuda/include -pthread -DJARVIS_SOURCE_DIR=\"$ROOT\""
+  # (No string macros here: xargs and sh -c would strip their quotes; JARVIS_TEST_MODEL names the model.)
+  MFLAGS="-std=c++17 -O2 -I$ROOT -I/usr/local/cuda/include -pthread"
   [ -f /usr/include/nlohmann/json.hpp ] || MFLAGS="$MFLAGS -isystem $DEPS/include"
   {
     for f in "$ROOT"/kernels/*.cpp "$ROOT"/kernels/cpu/*.cpp; do echo "g++ $CXXFLAGS -c $f -o $BUILD/obj/k_$(basename "$f").o"; done
@@ -173,7 +174,8 @@ if [ -n "$MODEL_TESTS" ]; then
   step "GPU model tests (CUDA shard vs CPU Model)"
   { echo; echo "=== $MODEL_TESTS"; } >>"$RES/gpu_tests.log"
   timeout 300 "$MODEL_TESTS" --gtest_color=no >>"$RES/gpu_tests.log" 2>&1 || status=1
-  grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED|info) *\]|Failure|error|Skipped" "$RES/gpu_tests.log" | tail -40
+  sed -n "\|=== $MODEL_TESTS|,\$p" "$RES/gpu_tests.log" |
+    grep -E -A3 "^\[ *(OK|FAILED|info) *\]|Failure$|Skipped$" | tail -60
   if [ -n "${SAN:-}" ]; then
     step "compute-sanitizer --tool memcheck on the model tests"
     timeout 150 "$SAN" --tool memcheck --error-exitcode 9 "$MODEL_TESTS" --gtest_color=no \

@@ -89,8 +89,8 @@ CudaModel::CudaModel(const Model& model, const CudaShardOptions& options)
   weights_ = upload_weights(config_, shard_, model.weights(), dtype_, stream_.get());
   const std::vector<double>& inv_freq = model.rope_inv_freq();
   if (static_cast<int>(inv_freq.size()) != config_.rope_dim / 2) {
-    throw InvalidArgument("CUDA backend: RoPE table has " + std::to_string(inv_freq.size()) + " frequencies, rope_dim " +
-                          std::to_string(config_.rope_dim));
+    throw InvalidArgument("CUDA backend: RoPE table has " + std::to_string(inv_freq.size()) +
+                          " frequencies, rope_dim " + std::to_string(config_.rope_dim));
   }
   inv_freq_.grow(inv_freq.size() * sizeof(double), "RoPE frequencies");
   JARVIS_CUDA_CHECK(cudaMemcpy(inv_freq_.get(), inv_freq.data(), inv_freq.size() * sizeof(double),
@@ -223,7 +223,8 @@ int CudaModel::plan_step(const BatchView& batch) {
   const size_t ws = cuda::attention_workspace_bytes(p.plan, n, config_.n_heads, config_.head_dim);
   if (ws > 0) attn_workspace_.grow(ws, "attention split-KV workspace");
   cudaStream_t st = stream_.get();
-  JARVIS_CUDA_CHECK(cudaMemcpyAsync(positions_.get(), h_positions_.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, st));
+  JARVIS_CUDA_CHECK(
+      cudaMemcpyAsync(positions_.get(), h_positions_.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, st));
   JARVIS_CUDA_CHECK(cudaMemcpyAsync(slots_.get(), h_slots_.data(), n * sizeof(int64_t), cudaMemcpyHostToDevice, st));
   JARVIS_CUDA_CHECK(cudaMemcpyAsync(seq_meta_.get(), h_meta_.data(), h_meta_.size() * sizeof(int32_t),
                                     cudaMemcpyHostToDevice, st));
@@ -279,7 +280,8 @@ void CudaModel::layer_forward(int layer, int n) {
 
   // Feed-forward.
   JARVIS_CUDA_CHECK(cuda::rmsnorm_f32_in(dtype_, h, w.ffn_norm.as<float>(), norm_.get(), n, c.hidden, c.norm_eps, st));
-  JARVIS_CUDA_CHECK(cuda::gemm(blas, gemm_params(dtype_, n, c.hidden, c.ffn_hidden, norm_.get(), w.w_gate, gate_.get())));
+  JARVIS_CUDA_CHECK(
+      cuda::gemm(blas, gemm_params(dtype_, n, c.hidden, c.ffn_hidden, norm_.get(), w.w_gate, gate_.get())));
   JARVIS_CUDA_CHECK(cuda::gemm(blas, gemm_params(dtype_, n, c.hidden, c.ffn_hidden, norm_.get(), w.w_up, up_.get())));
   const cuda::GatedActivation act =
       c.activation == Activation::kGeluTanh ? cuda::GatedActivation::kGeluTanh : cuda::GatedActivation::kSilu;

@@ -39,7 +39,9 @@ TEST(Device, UnusableGpuIsAClearError) {
   } catch (const Error& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("cuda:" + std::to_string(index)), std::string::npos) << what;
-    if (!cuda_backend_built()) EXPECT_NE(what.find("without the CUDA backend"), std::string::npos) << what;
+    if (!cuda_backend_built()) {
+      EXPECT_NE(what.find("without the CUDA backend"), std::string::npos) << what;
+    }
   }
 }
 

@@ -4,7 +4,9 @@
 // previous rank closes the ring. Startup order, the same on every rank so any start order works:
 // listen, connect downstream (retrying until --connect-timeout), accept upstream. Then the
 // rendezvous (engine/cluster/rendezvous.h) goes round the ring: every rank proves it runs this
-// engine version on the same model file before any step is run.
+// engine version on the same model file before any step is run. --device cuda:N runs the layers
+// on a GPU (csrc/cuda/); hidden states still cross the links in host memory, so CPU and GPU ranks
+// mix in one ring.
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -13,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "csrc/model/device.h"
 #include "csrc/model/model.h"
 #include "csrc/util/error.h"
 #include "engine/cluster/model_identity.h"
@@ -51,6 +54,8 @@ int main(int argc, char** argv) {
   double connect_timeout_s = 60;
   int rank = -1, ranks = 0;
   std::string link_delay, link_jitter, link_bandwidth;
+  std::string device_name = "cpu", gpu_dtype = "f16";
+  double gpu_memory_fraction = 0.9;
   app.add_option("--model", model_path, "GGUF file or HF directory")->required();
   app.add_option("--first-layer", first_layer, "first layer of this rank")->required();
   app.add_option("--end-layer", end_layer, "one past the last layer of this rank")->required();
@@ -67,6 +72,12 @@ int main(int argc, char** argv) {
                  "one-way delay per link, e.g. '1-2:2ms,*:1ms' (shapes what this rank sends)");
   app.add_option("--link-jitter", link_jitter, "jitter per link, e.g. '1-2:500us'");
   app.add_option("--link-bandwidth", link_bandwidth, "bandwidth cap per link, e.g. '1-2:100mbit'");
+  app.add_option("--device", device_name, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--gpu-dtype", gpu_dtype, "weights and activations on the GPU: f16, bf16 or f32")
+      ->capture_default_str();
+  app.add_option("--gpu-memory-fraction", gpu_memory_fraction,
+                 "most of the GPU's free memory (after weights) the KV cache may take")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -78,8 +89,26 @@ int main(int argc, char** argv) {
     shard.end_layer = end_layer;
     shard.has_embedding = false;
     shard.has_head = false;
+    const jarvis::DeviceSpec device = jarvis::parse_device(device_name);
+    const jarvis::GpuDType dtype = jarvis::parse_gpu_dtype(gpu_dtype);
+    if (device.is_cuda()) jarvis::check_cuda_device(device.index);  // before the (slow) model load
     std::unique_ptr<jarvis::Model> model = jarvis::load_model(model_path, shard);
-    jarvis::StageWorker worker(*model, kv_blocks, page_size, threads);
+    std::unique_ptr<jarvis::ShardForward> gpu;
+    std::unique_ptr<jarvis::StageWorker> worker_ptr;
+    if (device.is_cuda()) {
+      jarvis::CudaShardOptions co;
+      co.device = device.index;
+      co.dtype = dtype;
+      co.gpu_memory_fraction = gpu_memory_fraction;
+      co.page_size = page_size;
+      co.num_blocks = kv_blocks;  // rank 0's block ids index this cache directly
+      gpu = jarvis::make_cuda_shard(*model, co);
+      std::fprintf(stderr, "jarvis-worker: layers on %s\n", gpu->device_name().c_str());
+      worker_ptr = std::make_unique<jarvis::StageWorker>(*gpu);
+    } else {
+      worker_ptr = std::make_unique<jarvis::StageWorker>(*model, kv_blocks, page_size, threads);
+    }
+    jarvis::StageWorker& worker = *worker_ptr;
 
     jarvis::transport::UcxOptions opts;
     opts.connect_timeout = std::chrono::milliseconds(static_cast<int64_t>(connect_timeout_s * 1000));

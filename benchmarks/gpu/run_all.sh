@@ -154,7 +154,7 @@ if [ -n "$TESTS" ]; then
   if [ -n "$SAN" ]; then
     # A small subset: sanitizers slow kernels 10-100x. f16 covers the 16-bit load paths, f32 the others.
     SUBSET='*CudaAttention.MixedBatch*/f16:*CudaAttention.SplitKv*/f32:*CudaAttention.SmolLm*/bf16'
-    SUBSET="$SUBSET:*CudaAttention.Rope*/f16:*CudaAttention.Embedding*/f16:*CudaKernels.*/f16"
+    SUBSET="$SUBSET:*CudaAttention.Rope*/f16:*CudaAttention.Embedding*/f16:*CudaKernels.*/f16:*CudaGlue.*/f16"
     for tool in memcheck racecheck; do
       step "compute-sanitizer --tool $tool"
       timeout 150 "$SAN" --tool "$tool" --error-exitcode 9 "$TESTS" --gtest_filter="$SUBSET" --gtest_color=no \

@@ -80,11 +80,11 @@ int main(int argc, char** argv) {
   {
     StepRunner r(*full, num_blocks, kPage, one_rank_threads);
     const ScheduledStep pre = make_step(0, mbs * seqs, 0, prompt, blocks_per_seq, 100);
-    r.run(pre, PipelineRunner::sample_rows(pre));
+    r.run_step(pre, PipelineRunner::sample_rows(pre));
     const auto t0 = Clock::now();
     for (int s = 0; s < steps; ++s) {
       const ScheduledStep st = make_step(0, mbs * seqs, prompt + s, 1, blocks_per_seq, 200);
-      r.run(st, PipelineRunner::sample_rows(st));
+      r.run_step(st, PipelineRunner::sample_rows(st));
     }
     one_rank_tps = mbs * seqs * steps / std::chrono::duration<double>(Clock::now() - t0).count();
   }

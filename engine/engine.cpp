@@ -66,6 +66,15 @@ struct Engine::Impl {
 
   // Engine thread only.
   std::unordered_map<int64_t, std::unique_ptr<Live>> live;
+  // A step submitted to the executor and not yet collected, with what collect_step() needs to
+  // read its logits.
+  struct InFlight {
+    ScheduledStep plan;
+    std::vector<int> first_row, n_prompt_rows;  // per plan.seqs entry: its rows in the logits
+  };
+  std::deque<InFlight> in_flight;  // oldest first: the order collect() returns them
+  std::vector<int64_t> released;   // ended since the last release_finished()
+  bool executor_broken = false;
 
   Impl(const Model& m, const Tokenizer& t, const EngineConfig& c, metrics::ServingMetrics* mx, int blocks,
        std::unique_ptr<StepExecutor> exec)
@@ -81,6 +90,11 @@ struct Engine::Impl {
 
   void loop();
   void step();
+  void submit_steps();
+  std::vector<int> plan_rows(InFlight& f);
+  void collect_step();
+  void release_finished();
+  void fail_all(const std::string& error);
   void deliver(Live& l, RequestUpdate& u);
   void finish(int64_t seq, RequestUpdate u, const std::string& reason_label);
   void fail(int64_t seq, const std::string& error);
@@ -92,18 +106,22 @@ void Engine::Impl::loop() {
   for (;;) {
     std::deque<std::unique_ptr<Live>> fresh;
     std::vector<int64_t> cancel_now;
+    std::string degraded_now;
     {
       std::unique_lock<std::mutex> lock(mu);
-      work_cv.wait(lock, [&] { return stop_now || !incoming.empty() || !cancels.empty() || scheduler.has_work(); });
+      work_cv.wait(lock, [&] {
+        return stop_now || !incoming.empty() || !cancels.empty() || scheduler.has_work() || !in_flight.empty();
+      });
       if (stop_now) break;
       fresh.swap(incoming);
       cancel_now.swap(cancels);
+      degraded_now = degraded;
     }
     for (std::unique_ptr<Live>& l : fresh) {
       const int64_t seq = l->seq;
       live[seq] = std::move(l);
-      if (!degraded.empty()) {  // queued just before the executor broke
-        fail(seq, "engine degraded: " + degraded);
+      if (!degraded_now.empty()) {  // queued just before the executor broke
+        fail(seq, "engine degraded: " + degraded_now);
         continue;
       }
       try {
@@ -122,12 +140,11 @@ void Engine::Impl::loop() {
       finish(seq, std::move(u), "abort");
     }
     try {
-      if (scheduler.has_work()) step();
+      if (scheduler.has_work() || !in_flight.empty()) step();
     } catch (const std::exception& e) {  // a bug, not a request's fault: end what runs, keep serving
-      std::vector<int64_t> all;
-      for (const auto& kv : live) all.push_back(kv.first);
-      for (int64_t seq : all) fail(seq, std::string("engine: ") + e.what());
+      fail_all(std::string("engine: ") + e.what());
     }
+    release_finished();
     publish();
   }
   // Shutting down: whatever is left is cancelled.
@@ -148,41 +165,73 @@ void Engine::Impl::loop() {
   publish();
 }
 
+// Fills the executor with steps (micro-batches) up to its in-flight limit, then finishes the
+// oldest one. With one step at a time (the local runner) this is plan, run, sample.
 void Engine::Impl::step() {
-  ScheduledStep plan;
-  try {
-    plan = scheduler.schedule();
-  } catch (const std::exception& e) {  // a broken invariant: fail what runs rather than spin
-    std::vector<int64_t> all;
-    for (const auto& kv : live) all.push_back(kv.first);
-    for (int64_t seq : all) fail(seq, std::string("scheduler: ") + e.what());
-    return;
-  }
-  if (metrics) {
-    for (size_t i = 0; i < plan.preempted.size(); ++i) metrics->count_preemption();
-  }
-  if (plan.empty()) {
-    // Cannot happen while every request fits the cache alone (submit checks that); failing what
-    // is queued beats spinning on it.
-    std::vector<int64_t> all;
-    for (const auto& kv : live) all.push_back(kv.first);
-    for (int64_t seq : all) fail(seq, "engine: no request could be scheduled");
-    return;
-  }
+  submit_steps();
+  if (!in_flight.empty()) collect_step();
+}
 
+void Engine::Impl::fail_all(const std::string& error) {
+  std::vector<int64_t> all;
+  for (const auto& kv : live) all.push_back(kv.first);
+  for (int64_t seq : all) fail(seq, error);
+}
+
+void Engine::Impl::submit_steps() {
+  const int max_flight = runner->max_in_flight();
+  while (static_cast<int>(in_flight.size()) < max_flight && !executor_broken) {
+    // Cut what can run into as many micro-batches as there are free slots, so every slot gets
+    // a share: with M slots and 12 sequences, micro-batches of 4.
+    const int slots = max_flight - static_cast<int>(in_flight.size());
+    const int candidates = scheduler.num_schedulable();
+    if (candidates == 0) return;
+    InFlight f;
+    try {
+      f.plan = scheduler.schedule((candidates + slots - 1) / slots);
+    } catch (const std::exception& e) {  // a broken invariant: fail what runs rather than spin
+      fail_all(std::string("scheduler: ") + e.what());
+      return;
+    }
+    if (metrics) {
+      for (size_t i = 0; i < f.plan.preempted.size(); ++i) metrics->count_preemption();
+    }
+    if (f.plan.empty()) {
+      // With steps in flight, what is left waits for them (blocks, its own step). With none, it
+      // cannot happen while every request fits the cache alone (submit checks that); failing
+      // what is queued beats spinning on it.
+      if (in_flight.empty()) fail_all("engine: no request could be scheduled");
+      return;
+    }
+    const std::vector<int> rows = plan_rows(f);
+    try {
+      runner->submit(f.plan, rows);
+    } catch (const ExecutorBroken& e) {
+      degrade(e.what());
+      return;
+    } catch (const std::exception& e) {
+      for (const ScheduledSeq& sq : f.plan.seqs) fail(sq.seq_id, std::string("forward pass: ") + e.what());
+      continue;
+    }
+    in_flight.push_back(std::move(f));
+  }
+}
+
+// Rows whose logits are read: prompt rows for prompt logprobs, then the sampled last row.
+std::vector<int> Engine::Impl::plan_rows(InFlight& f) {
   const Clock::time_point now = Clock::now();
-  // Rows whose logits are read: prompt rows for prompt logprobs, then the sampled last row.
   std::vector<int> rows;
-  std::vector<int> first_row(plan.seqs.size()), n_prompt_rows(plan.seqs.size(), 0);
+  f.first_row.assign(f.plan.seqs.size(), 0);
+  f.n_prompt_rows.assign(f.plan.seqs.size(), 0);
   int offset = 0;
-  for (size_t i = 0; i < plan.seqs.size(); ++i) {
-    const ScheduledSeq& s = plan.seqs[i];
+  for (size_t i = 0; i < f.plan.seqs.size(); ++i) {
+    const ScheduledSeq& s = f.plan.seqs[i];
     Live& l = *live.at(s.seq_id);
     if (!l.scheduled) {
       l.scheduled = true;
       if (metrics) metrics->observe_queue_time(seconds(now - l.req.arrival));
     }
-    first_row[i] = static_cast<int>(rows.size());
+    f.first_row[i] = static_cast<int>(rows.size());
     const int n = static_cast<int>(s.tokens.size());
     if (l.wants_prompt_logprobs()) {
       if (l.prompt_logprobs.empty()) l.prompt_logprobs.push_back({l.req.prompt[0], std::nullopt, {}});
@@ -190,41 +239,48 @@ void Engine::Impl::step() {
       for (int p = s.start_pos; p < s.start_pos + n; ++p) {
         const int entry = p + 1;
         if (entry < static_cast<int>(l.req.prompt.size()) &&
-            entry == static_cast<int>(l.prompt_logprobs.size()) + n_prompt_rows[i]) {
+            entry == static_cast<int>(l.prompt_logprobs.size()) + f.n_prompt_rows[i]) {
           rows.push_back(offset + p - s.start_pos);
-          ++n_prompt_rows[i];
+          ++f.n_prompt_rows[i];
         }
       }
     }
     if (s.sample) rows.push_back(offset + n - 1);
     offset += n;
   }
+  return rows;
+}
 
+void Engine::Impl::collect_step() {
+  InFlight f = std::move(in_flight.front());
+  in_flight.pop_front();
   const float* logits = nullptr;
   try {
-    logits = runner->run(plan, rows);
+    logits = runner->collect();
   } catch (const ExecutorBroken& e) {
     degrade(e.what());
     return;
   } catch (const std::exception& e) {
-    for (const ScheduledSeq& s : plan.seqs) fail(s.seq_id, std::string("forward pass: ") + e.what());
+    for (const ScheduledSeq& s : f.plan.seqs) fail(s.seq_id, std::string("forward pass: ") + e.what());
     return;
   }
 
   const int32_t vocab = runner->vocab();
   std::vector<SeqOutput> outputs;
   std::vector<std::pair<int64_t, RequestUpdate>> updates;
-  for (size_t i = 0; i < plan.seqs.size(); ++i) {
-    const ScheduledSeq& s = plan.seqs[i];
-    Live& l = *live.at(s.seq_id);
-    for (int k = 0; k < n_prompt_rows[i]; ++k) {
+  for (size_t i = 0; i < f.plan.seqs.size(); ++i) {
+    const ScheduledSeq& s = f.plan.seqs[i];
+    auto found = live.find(s.seq_id);
+    if (found == live.end()) continue;  // cancelled or failed while its step was in flight
+    Live& l = *found->second;
+    for (int k = 0; k < f.n_prompt_rows[i]; ++k) {
       const int32_t token = l.req.prompt[l.prompt_logprobs.size()];
-      RawLogprobs lp = raw_logprobs(logits + static_cast<size_t>(first_row[i] + k) * vocab, vocab, token,
+      RawLogprobs lp = raw_logprobs(logits + static_cast<size_t>(f.first_row[i] + k) * vocab, vocab, token,
                                     l.req.options.prompt_logprobs);
       l.prompt_logprobs.push_back({token, lp.logprob, std::move(lp.top)});
     }
     if (!s.sample) continue;
-    const float* row = logits + static_cast<size_t>(first_row[i] + n_prompt_rows[i]) * vocab;
+    const float* row = logits + static_cast<size_t>(f.first_row[i] + f.n_prompt_rows[i]) * vocab;
     SampleResult sampled = l.sampler.sample(row, vocab, scheduler.prompt(s.seq_id), scheduler.output(s.seq_id));
     SeqOutput out;
     out.seq_id = s.seq_id;
@@ -238,7 +294,7 @@ void Engine::Impl::step() {
     outputs.push_back(out);
     updates.emplace_back(s.seq_id, std::move(u));
   }
-  scheduler.update(plan, outputs);
+  scheduler.update(f.plan, outputs);
 
   const Clock::time_point done = Clock::now();
   for (auto& [seq, u] : updates) {
@@ -260,6 +316,18 @@ void Engine::Impl::step() {
     } else {
       deliver(l, u);
     }
+  }
+}
+
+// Tells the executor which sequences ended since the last call.
+void Engine::Impl::release_finished() {
+  if (released.empty() || !!executor_broken) return;
+  std::vector<int64_t> ids;
+  ids.swap(released);
+  try {
+    runner->release(ids);
+  } catch (const ExecutorBroken& e) {
+    degrade(e.what());
   }
 }
 
@@ -300,6 +368,7 @@ void Engine::Impl::finish(int64_t seq, RequestUpdate u, const std::string& reaso
     std::lock_guard<std::mutex> lock(mu);
     ids.erase(l.req.id);
   }
+  released.push_back(seq);
   live.erase(it);
 }
 
@@ -320,9 +389,9 @@ void Engine::Impl::degrade(const std::string& why) {
     if (degraded.empty()) degraded = why;
     stats.degraded = degraded;
   }
-  std::vector<int64_t> all;
-  for (const auto& kv : live) all.push_back(kv.first);
-  for (int64_t seq : all) fail(seq, "engine degraded: " + why);
+  executor_broken = true;
+  in_flight.clear();  // nothing will come back from a broken executor
+  fail_all("engine degraded: " + why);
 }
 
 void Engine::Impl::publish() {

@@ -74,12 +74,20 @@ void Scheduler::plan(Seq& s, int n, ScheduledStep& step, int& budget) {
   p.block_table = blocks_.block_table(s.id);
   p.sample = s.num_computed + n == s.size();
   budget -= n;
+  s.in_flight = true;
+  ++in_flight_;
   step.seqs.push_back(std::move(p));
 }
 
-int64_t Scheduler::preempt_last(ScheduledStep& step, int& budget) {
-  const int64_t id = running_.back();
-  running_.pop_back();
+int64_t Scheduler::last_preemptable() const {
+  for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+    if (!seqs_.at(*it).in_flight) return *it;
+  }
+  return -1;
+}
+
+int64_t Scheduler::preempt(int64_t id, ScheduledStep& step, int& budget) {
+  running_.erase(std::find(running_.begin(), running_.end(), id));
   Seq& s = seqs_.at(id);
   blocks_.free(id);  // registered full blocks stay cached: the recompute may find them again
   s.num_computed = 0;
@@ -90,6 +98,8 @@ int64_t Scheduler::preempt_last(ScheduledStep& step, int& budget) {
   if (planned != step.seqs.end()) {
     budget += static_cast<int>(planned->tokens.size());
     step.seqs.erase(planned);
+    s.in_flight = false;
+    --in_flight_;
   }
   step.preempted.push_back(id);
   ++preemptions_;
@@ -120,43 +130,51 @@ bool Scheduler::admit_front(ScheduledStep& step, int& budget) {
   return true;
 }
 
-ScheduledStep Scheduler::schedule() {
+ScheduledStep Scheduler::schedule(int max_seqs) {
   ScheduledStep step;
   int budget = config_.max_batched_tokens;
+  auto room = [&] { return budget > 0 && static_cast<int>(step.seqs.size()) < max_seqs; };
+  const bool steps_in_flight = in_flight_ > 0;  // planned by earlier calls, not yet updated
 
-  // Decodes: one token each. Preemption only ever removes the tail of running_ (the latest
-  // arrival), so indices below i stay valid.
-  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+  // Decodes: one token each. A victim is always the latest-arrived running sequence not in
+  // flight, which comes at or after s in running_, so indices below i stay valid.
+  for (size_t i = 0; i < running_.size() && room(); ++i) {
     Seq& s = seqs_.at(running_[i]);
-    if (s.size() - s.num_computed != 1) continue;
-    bool self_preempted = false;
+    if (s.in_flight || s.size() - s.num_computed != 1) continue;
+    bool self_preempted = false, wait_for_flight = false;
     while (!blocks_.can_allocate(s.id, s.size())) {
-      if (running_.back() == s.id) {
+      const int64_t victim = last_preemptable();
+      if (victim == s.id) {
+        if (steps_in_flight) {  // blocks come back when steps in flight finish: wait for them
+          wait_for_flight = true;
+          break;
+        }
         if (running_.size() == 1) {
           throw Error("scheduler: sequence " + std::to_string(s.id) + " of " + std::to_string(s.size()) +
                       " tokens does not fit the KV cache even alone");
         }
-        preempt_last(step, budget);
+        preempt(victim, step, budget);
         self_preempted = true;
         break;
       }
-      preempt_last(step, budget);
+      preempt(victim, step, budget);
     }
-    if (self_preempted) break;  // it was the last running sequence
+    if (self_preempted) break;  // it was the last sequence that could be preempted
+    if (wait_for_flight) continue;
     plan(s, 1, step, budget);
   }
 
   // Prompt chunks of running sequences (their blocks were reserved at admission).
-  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+  for (size_t i = 0; i < running_.size() && room(); ++i) {
     Seq& s = seqs_.at(running_[i]);
     const int remaining = s.size() - s.num_computed;
-    if (remaining <= 1) continue;
+    if (s.in_flight || remaining <= 1) continue;
     plan(s, std::min({remaining, config_.prefill_chunk, budget}), step, budget);
   }
 
   // New (or preempted) sequences, in arrival order; none while blocks had to be taken back.
   if (step.preempted.empty()) {
-    while (!waiting_.empty() && budget > 0 && num_running() < config_.max_num_seqs) {
+    while (!waiting_.empty() && room() && num_running() < config_.max_num_seqs) {
       if (!admit_front(step, budget)) break;  // the head waits for blocks; nobody overtakes it
     }
   }
@@ -170,9 +188,11 @@ void Scheduler::update(const ScheduledStep& step, const std::vector<SeqOutput>& 
     auto it = seqs_.find(p.seq_id);
     if (it == seqs_.end() || !it->second.running) continue;  // aborted since it was planned
     Seq& s = it->second;
-    if (p.start_pos != s.num_computed) {
+    if (!s.in_flight || p.start_pos != s.num_computed) {
       throw InvalidArgument("scheduler: outputs of a stale plan for sequence " + std::to_string(s.id));
     }
+    s.in_flight = false;
+    --in_flight_;
     s.num_computed += static_cast<int>(p.tokens.size());
     auto out = by_id.find(s.id);
     const SeqOutput* o = out == by_id.end() ? nullptr : out->second;
@@ -192,6 +212,7 @@ void Scheduler::update(const ScheduledStep& step, const std::vector<SeqOutput>& 
 void Scheduler::abort(int64_t seq_id) {
   auto it = seqs_.find(seq_id);
   if (it == seqs_.end()) return;
+  if (it->second.in_flight) --in_flight_;  // its step's outputs will be ignored
   blocks_.free(seq_id);
   running_.erase(std::remove(running_.begin(), running_.end(), seq_id), running_.end());
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), seq_id), waiting_.end());

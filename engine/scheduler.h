@@ -10,8 +10,14 @@
 // runs out of blocks mid-prompt; decoding may, and then the most recently arrived running
 // sequence is preempted: its blocks are freed and it goes back to the front of the waiting queue,
 // to be recomputed later from its prompt and the tokens it generated.
+//
+// Micro-batches (pipeline rings): a planned sequence is "in flight" until update() gets its step
+// back. schedule() may be called again meanwhile; it plans only sequences not in flight and never
+// preempts one that is (its step is still being computed), so a sequence is in at most one
+// in-flight step. `max_seqs` cuts the running batch into micro-batches.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <deque>
 #include <unordered_map>
@@ -67,16 +73,21 @@ class Scheduler {
   // (a request that wants logits of every prompt token must compute every prompt token).
   // Throws InvalidArgument for a known id, an empty prompt, or one longer than the whole cache.
   void add(int64_t seq_id, std::vector<int32_t> prompt, bool cacheable = true);
-  // Plans the next step; empty when there is nothing to run.
-  ScheduledStep schedule();
-  // Applies the outputs of a step planned by schedule(): every scheduled sequence advances by the
-  // tokens it was fed; sampled tokens are appended; finished sequences leave and free their blocks.
+  // Plans the next step of at most `max_seqs` sequences, none of them in flight; empty when there
+  // is nothing to run now. The planned sequences are in flight until update() gets the step.
+  ScheduledStep schedule(int max_seqs = INT_MAX);
+  // Applies the outputs of a step planned by schedule() (steps in flight may come back in any
+  // order): every scheduled sequence advances by the tokens it was fed; sampled tokens are
+  // appended; finished sequences leave and free their blocks.
   void update(const ScheduledStep& step, const std::vector<SeqOutput>& outputs);
   // Removes a sequence wherever it is and frees its blocks; unknown ids are ignored.
   void abort(int64_t seq_id);
 
   bool has_work() const { return !running_.empty() || !waiting_.empty(); }
   int num_running() const { return static_cast<int>(running_.size()); }
+  int num_in_flight() const { return in_flight_; }
+  // Sequences a schedule() call could plan now: running ones not in flight, and waiting ones.
+  int num_schedulable() const { return num_running() - in_flight_ + num_waiting(); }
   int num_waiting() const { return static_cast<int>(waiting_.size()); }
   int64_t preemptions() const { return preemptions_; }
   const BlockManager& blocks() const { return blocks_; }
@@ -97,13 +108,16 @@ class Scheduler {
     int num_computed = 0;      // leading tokens whose K/V are in the cache
     bool cacheable = true;
     bool running = false;
+    bool in_flight = false;    // planned in a step that update() has not had back yet
     int size() const { return static_cast<int>(all.size()); }
   };
 
   const Seq& get(int64_t seq_id) const;
-  // Frees the blocks of the latest-arrived running sequence and requeues it; drops its entry
+  // Frees the blocks of running sequence `id` (not in flight) and requeues it; drops its entry
   // from `step` when it was already planned there (giving back its tokens to `budget`).
-  int64_t preempt_last(ScheduledStep& step, int& budget);
+  int64_t preempt(int64_t id, ScheduledStep& step, int& budget);
+  // The latest-arrived running sequence not in flight (the preemption victim); -1 when none.
+  int64_t last_preemptable() const;
   bool admit_front(ScheduledStep& step, int& budget);
   void plan(Seq& seq, int n, ScheduledStep& step, int& budget);
 
@@ -114,6 +128,7 @@ class Scheduler {
   std::deque<int64_t> waiting_;   // by arrival (preempted ones were admitted first: they lead)
   uint64_t next_arrival_ = 0;
   int64_t preemptions_ = 0;
+  int in_flight_ = 0;             // sequences with in_flight set
 };
 
 }  // namespace jarvis

@@ -3,6 +3,7 @@
 // only sees this interface, so the scheduler loop is the same for one rank and for N.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "csrc/util/error.h"
@@ -17,13 +18,31 @@ class ExecutorBroken : public Error {
   using Error::Error;
 };
 
+// Steps go in with submit() and their logits come out with collect(), oldest first. An executor
+// with max_in_flight() > 1 (a pipeline ring) keeps several steps (micro-batches) in flight, so
+// its ranks work on different micro-batches at once; the local runner computes in submit().
 class StepExecutor {
  public:
   virtual ~StepExecutor() = default;
-  // Runs the step. `rows` are indices into the step's tokens (concatenated in step order),
-  // ascending; returns their logits, [rows.size(), vocab], valid until the next run.
-  virtual const float* run(const ScheduledStep& step, const std::vector<int>& rows) = 0;
+  // How many steps may be submitted before the oldest is collected.
+  virtual int max_in_flight() const { return 1; }
+  // Starts the step. `rows` are indices into the step's tokens (concatenated in step order),
+  // ascending, whose logits collect() returns. The caller keeps a sequence in at most one
+  // step in flight (its next token needs this step's logits anyway).
+  virtual void submit(const ScheduledStep& step, const std::vector<int>& rows) = 0;
+  // Waits for the oldest submitted step not yet collected; returns its logits,
+  // [rows.size(), vocab] (null when no rows), valid until the next collect().
+  virtual const float* collect() = 0;
+  // These sequences finished or were aborted; their blocks may go to others (a hint for ranks
+  // that keep per-sequence state; block tables travel with every step anyway).
+  virtual void release(const std::vector<int64_t>& seq_ids) { (void)seq_ids; }
   virtual int vocab() const = 0;
+
+  // One step at a time: submit, then collect.
+  const float* run_step(const ScheduledStep& step, const std::vector<int>& rows) {
+    submit(step, rows);
+    return collect();
+  }
 };
 
 }  // namespace jarvis

@@ -19,9 +19,11 @@ class StepRunner : public StepExecutor {
   // Allocates the KV cache: num_blocks pages of page_size tokens. threads <= 0: all cores.
   StepRunner(const Model& model, int num_blocks, int page_size, int threads);
 
-  // Runs the step. `rows` are indices into the step's tokens (concatenated in step order),
-  // ascending; returns their logits, [rows.size(), vocab], valid until the next run.
-  const float* run(const ScheduledStep& step, const std::vector<int>& rows) override;
+  // Runs the step (one at a time: a second submit() before collect() is an InvalidArgument).
+  // `rows` are indices into the step's tokens (concatenated in step order), ascending.
+  void submit(const ScheduledStep& step, const std::vector<int>& rows) override;
+  // The logits of the submitted step, [rows.size(), vocab], valid until the next submit().
+  const float* collect() override;
 
   int vocab() const override { return model_.config().vocab_size; }
   const KvCache& kv() const { return kv_; }
@@ -34,6 +36,8 @@ class StepRunner : public StepExecutor {
   std::vector<float> hidden_;    // [step tokens, hidden]
   std::vector<float> selected_;  // [rows, hidden]
   std::vector<float> logits_;    // [rows, vocab]
+  bool pending_ = false;         // submitted, not yet collected
+  bool has_rows_ = false;
 };
 
 }  // namespace jarvis

@@ -14,6 +14,7 @@
 
 #include "engine/cluster/cluster_plan.h"
 #include "engine/cluster/model_identity.h"
+#include "engine/cluster/rank_setup.h"
 #include "engine/cluster/role.h"
 
 namespace {
@@ -25,7 +26,7 @@ struct Options {
   std::string split;
   int head_rank = 0, tail_rank = 0;
   std::string rank_memory;
-  int page_size = 16;
+  int page_size = 0;  // 0: the cluster file's, else 16
   int64_t kv_blocks = 0;
   std::optional<int> rank;
   std::string link_delay, link_jitter, link_bandwidth;
@@ -47,9 +48,17 @@ int run(const Options& o) {
     req.ends = EndsPlacement{o.head_rank, o.tail_rank};
     req.budgets = parse_rank_memory(o.rank_memory, o.ranks);
   }
-  req.page_size = o.page_size;
-  req.kv_blocks = o.kv_blocks;
-  const ClusterPlan plan = make_plan(req);
+  // A cluster file's page size and KV blocks stand unless the flags say otherwise.
+  if (!cluster || o.page_size > 0) req.page_size = o.page_size > 0 ? o.page_size : 16;
+  if (!cluster || o.kv_blocks > 0) req.kv_blocks = o.kv_blocks;
+  ClusterPlan plan = make_plan(req);
+  if (cluster && req.kv_blocks == 0) {
+    // What every rank will reserve (rank_setup.h), not just what the budgets allow.
+    ClusterConfig c = *cluster;
+    c.page_size = req.page_size;
+    req.kv_blocks = cluster_kv_blocks(c, plan);
+    plan = make_plan(req);
+  }
 
   nlohmann::json j;
   j["model"] = req.model_path;
@@ -122,7 +131,7 @@ int main(int argc, char** argv) {
   app.add_option("--head-rank", o.head_rank, "rank holding the embedding");
   app.add_option("--tail-rank", o.tail_rank, "rank holding final norm + lm_head");
   app.add_option("--rank-memory", o.rank_memory, "memory budget: 2GiB for every rank, or 0:2GiB,1:1GiB");
-  app.add_option("--page-size", o.page_size, "tokens per KV block");
+  app.add_option("--page-size", o.page_size, "tokens per KV block (default: the cluster file's, else 16)");
   app.add_option("--kv-blocks", o.kv_blocks, "KV blocks every rank reserves (default: what the budgets allow)");
   app.add_option("--rank", o.rank, "this process's rank (default: launcher environment or hostname)");
   app.add_option("--link-delay", o.link_delay, "e.g. 0-1:2ms,1-2:10ms (overrides the cluster file)");

@@ -3,7 +3,10 @@
 // accepting, let in-flight requests finish for --shutdown-grace-seconds, exit 0.
 // --ranks N splits the model over N local processes: this one (rank 0: embedding, its layers,
 // head, scheduler, HTTP) and N-1 jarvis-worker children joined in a pipeline ring
-// (engine/pipeline/README.md). One step is in the ring at a time.
+// (engine/pipeline/README.md). Up to --micro-batches steps are in the ring at once, so ranks work
+// on different micro-batches at the same time. --cluster FILE: the ranks run
+// on the hosts a cluster file lists (each started there as `jarvis-worker --cluster FILE`); this
+// process is rank 0. --link-delay/--link-jitter/--link-bandwidth shape every hop of the ring.
 #include <CLI/CLI.hpp>
 #include <pthread.h>
 #include <signal.h>
@@ -23,12 +26,13 @@
 #include "csrc/tokenizer/tokenizer.h"
 #include "engine/cluster/model_identity.h"
 #include "engine/cluster/placement.h"
+#include "engine/cluster/rank_setup.h"
 #include "engine/engine.h"
 #include "engine/engine_config.h"
-#include "engine/pipeline/local_ring.h"
-#include "engine/pipeline/pipeline_executor.h"
+#include "engine/pipeline/pipeline_launch.h"
 #include "metrics/serving_metrics.h"
 #include "server/api_server.h"
+#include "transport/link_spec.h"
 
 namespace {
 
@@ -44,8 +48,14 @@ struct Options {
   std::string split;                  // "a,b,c"; empty: even (plan_split)
   std::string worker_bin;             // empty: jarvis-worker next to this executable
   int worker_threads = 1;
+  int micro_batches = 0;              // steps in the ring at once; 0: one per rank
   std::vector<jarvis::ShardSpec> plan;  // one per rank when ranks > 1 (checked before loading)
   jarvis::ModelConfig model_config;     // header only, when ranks > 1
+  std::string link_delay, link_jitter, link_bandwidth;  // transport/link_spec.h specs
+  std::string cluster_file;
+  std::optional<jarvis::RankSetup> cluster;  // rank 0's part of the cluster file
+  std::string transport = "ucx";             // --ranks N: "ucx" (worker processes) or "inproc" (threads)
+  double connect_timeout_s = 60;             // workers starting, connecting and the rendezvous
 };
 
 // jarvis-worker in the directory of this executable.
@@ -58,28 +68,31 @@ std::string default_worker_bin() {
   return (slash == std::string::npos ? std::string() : self.substr(0, slash + 1)) + "jarvis-worker";
 }
 
-// Starts the workers and connects the ring; returns the executor for rank 0's engine.
-std::unique_ptr<jarvis::StepExecutor> start_pipeline(Options& o, const jarvis::Model& model,
-                                                     std::unique_ptr<jarvis::LocalRing>& ring) {
-  jarvis::LocalRingOptions ro;
-  ro.worker_bin = o.worker_bin.empty() ? default_worker_bin() : o.worker_bin;
-  ro.model_path = o.model;
-  ro.plan = o.plan;
-  ro.kv_blocks = o.engine.kv_blocks;
-  ro.page_size = o.engine.page_size;
-  ro.worker_threads = o.worker_threads;
-  ring = std::make_unique<jarvis::LocalRing>(ro);
-  for (size_t r = 1; r < o.plan.size(); ++r) {
-    std::fprintf(stderr, "jarvis-serve: rank %zu: layers [%d, %d) in jarvis-worker pid %d\n", r,
-                 o.plan[r].first_layer, o.plan[r].end_layer, static_cast<int>(ring->pids()[r - 1]));
-  }
-  auto exec = std::make_unique<jarvis::PipelineExecutor>(model, o.engine.kv_blocks, o.engine.page_size,
-                                                         o.engine.threads, ring->take_to_next(),
-                                                         ring->take_from_last());
-  exec->handshake();
-  std::fprintf(stderr, "jarvis-serve: pipeline of %zu ranks ready (rank 0: layers [0, %d), %d KV blocks each)\n",
-               o.plan.size(), o.plan[0].end_layer, o.engine.kv_blocks);
-  return exec;
+// Starts (or joins) the ring; the executor for rank 0's engine is launch->take_executor().
+std::unique_ptr<jarvis::PipelineLaunch> start_pipeline(const Options& o, const jarvis::Model& model) {
+  jarvis::PipelineLaunchOptions po;
+  po.model_path = o.model;
+  po.plan = o.plan;
+  po.kv_blocks = o.engine.kv_blocks;
+  po.page_size = o.engine.page_size;
+  po.threads = o.engine.threads;
+  po.worker_bin = o.worker_bin.empty() ? default_worker_bin() : o.worker_bin;
+  po.worker_threads = o.worker_threads;
+  po.link_delay = o.link_delay;
+  po.link_jitter = o.link_jitter;
+  po.link_bandwidth = o.link_bandwidth;
+  po.cluster = o.cluster;
+  po.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout_s * 1000));
+  po.pipeline.max_in_flight = o.micro_batches > 0 ? o.micro_batches : static_cast<int>(o.plan.size());
+  po.transport = o.transport == "inproc" ? jarvis::PipelineLaunchOptions::Transport::kInproc
+                                         : jarvis::PipelineLaunchOptions::Transport::kUcx;
+  auto launch = std::make_unique<jarvis::PipelineLaunch>(po, model);
+  for (const std::string& line : launch->description()) std::fprintf(stderr, "jarvis-serve: %s\n", line.c_str());
+  std::fprintf(stderr,
+               "jarvis-serve: pipeline of %zu ranks ready (rank 0: layers [0, %d), %d KV blocks each, "
+               "up to %d micro-batches in flight)\n",
+               o.plan.size(), o.plan[0].end_layer, o.engine.kv_blocks, po.pipeline.max_in_flight);
+  return launch;
 }
 
 // "models/SmolLM2-135M-Instruct.Q4_1.gguf" -> "SmolLM2-135M-Instruct.Q4_1"
@@ -107,15 +120,16 @@ int run(Options& o) {
   const auto t0 = std::chrono::steady_clock::now();
   const bool pipeline = o.plan.size() > 1;
   std::unique_ptr<jarvis::Model> model = jarvis::load_model(o.model, pipeline ? o.plan[0] : jarvis::ShardSpec::full());
-  std::unique_ptr<jarvis::LocalRing> ring;
+  std::unique_ptr<jarvis::PipelineLaunch> ring;
   std::unique_ptr<jarvis::StepExecutor> executor;
   if (pipeline) {
     // Every rank holds the same blocks; they all share this machine, so the budget is sized for
-    // the whole model's layers (as one rank would be).
+    // the whole model's layers (as one rank would be). A cluster file sets it for every host.
     if (o.engine.kv_blocks == 0) {
       o.engine.kv_blocks = jarvis::kv_cache_blocks(o.model_config, o.model_config.n_layers, o.engine);
     }
-    executor = start_pipeline(o, *model, ring);
+    ring = start_pipeline(o, *model);
+    executor = ring->take_executor();
   }
   std::unique_ptr<jarvis::Tokenizer> tok = jarvis::Tokenizer::create(model->tokenizer_data());
   const std::string name = o.served_model_name.empty() ? default_model_name(o.model) : o.served_model_name;
@@ -235,10 +249,30 @@ int main(int argc, char** argv) {
   app.add_option("--kv-blocks", e.kv_blocks, "KV blocks on every rank (0: from the KV budget)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--micro-batches", o.micro_batches,
+                 "steps (micro-batches) kept in the pipeline ring at once; 1 turns interleaving off "
+                 "(0: one per rank)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--worker-bin", o.worker_bin, "jarvis-worker executable (default: next to jarvis-serve)");
   app.add_option("--worker-threads", o.worker_threads, "compute threads of each worker rank")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--link-delay", o.link_delay,
+                 "one-way delay per link, e.g. '0-1:5ms,1-2:5ms,2-0:5ms', or '5ms' for every link");
+  app.add_option("--link-jitter", o.link_jitter, "jitter per link, e.g. '1-2:500us' or '500us'");
+  app.add_option("--link-bandwidth", o.link_bandwidth, "bandwidth cap per link, e.g. '0-1:100mbit' or '1gbit'");
+  app.add_option("--transport", o.transport,
+                 "with --ranks: ucx (jarvis-worker processes) or inproc (worker threads in this process)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"ucx", "inproc"}));
+  app.add_option("--connect-timeout", o.connect_timeout_s,
+                 "seconds for the other ranks to start, connect and pass the rendezvous")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--cluster", o.cluster_file,
+                 "cluster file (engine/cluster/README.md): this process is its rank 0; the other ranks run "
+                 "`jarvis-worker --cluster FILE` on their hosts");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {
@@ -246,8 +280,40 @@ int main(int argc, char** argv) {
   }
   e.prefix_caching = !no_prefix_caching;
 
+  try {
+    jarvis::transport::parse_link_shapes(o.link_delay, o.link_jitter, o.link_bandwidth);
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "jarvis-serve: error: %s\n", err.what());
+    return 2;
+  }
+  if (!o.cluster_file.empty()) {
+    if (app.count("--model") || app.count("--ranks") || app.count("--split") || app.count("--transport")) {
+      std::fprintf(stderr, "jarvis-serve: error: --cluster gives the model, ranks and split (over UCX); "
+                           "drop --model/--ranks/--split/--transport\n");
+      return 2;
+    }
+    try {
+      const jarvis::ClusterConfig cluster = jarvis::read_cluster_config(o.cluster_file);
+      o.cluster = jarvis::rank_setup(cluster, 0, cluster.link_shapes(o.link_delay, o.link_jitter, o.link_bandwidth));
+      if (!o.cluster->shard.has_embedding || !o.cluster->shard.has_head) {
+        throw jarvis::InvalidArgument(o.cluster_file +
+                                      ": jarvis-serve runs rank 0, which must hold the head and the tail "
+                                      "(leave \"head\"/\"tail\" unset or name rank 0's node)");
+      }
+      o.model = o.cluster->model_path;
+      o.plan = o.cluster->plan;
+      o.model_config = jarvis::read_model_config(o.model);
+      // An explicit --kv-blocks/--page-size that disagrees with the file is refused by the rendezvous.
+      if (!app.count("--kv-blocks")) e.kv_blocks = static_cast<int>(o.cluster->kv_blocks);
+      if (!app.count("--page-size")) e.page_size = o.cluster->page_size;
+    } catch (const std::exception& err) {
+      std::fprintf(stderr, "jarvis-serve: error: %s\n", err.what());
+      return 2;
+    }
+  }
+
   // The split is checked against the model's header before any weight is loaded.
-  if (o.ranks > 1 || !o.split.empty()) {
+  if (o.cluster_file.empty() && (o.ranks > 1 || !o.split.empty())) {
     try {
       o.model_config = jarvis::read_model_config(o.model);
     } catch (const std::exception& err) {

@@ -7,19 +7,26 @@
 // engine version on the same model file before any step is run. --device cuda:N runs the layers
 // on a GPU (csrc/cuda/); hidden states still cross the links in host memory, so CPU and GPU ranks
 // mix in one ring.
+// --cluster FILE: everything else (model, layers, addresses, KV blocks, link shapes) comes from
+// the cluster file (engine/cluster/rank_setup.h); the rank from --rank, --node, the launcher's
+// environment (mpirun/srun) or the host name (engine/cluster/role.h).
 #include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "csrc/model/device.h"
 #include "csrc/model/model.h"
 #include "csrc/util/error.h"
 #include "engine/cluster/model_identity.h"
+#include "engine/cluster/rank_setup.h"
+#include "engine/cluster/role.h"
 #include "engine/cluster/rendezvous.h"
+#include "engine/pipeline/ring_connect.h"
 #include "engine/pipeline/stage_worker.h"
 #include "transport/link_spec.h"
 #include "transport/shaper.h"
@@ -49,27 +56,30 @@ HostPort parse_host_port(const std::string& s, const char* flag) {
 
 int main(int argc, char** argv) {
   CLI::App app{"jarvis-worker: one pipeline rank (its layers between a previous and a next rank)"};
-  std::string model_path, listen, next, port_file;
+  std::string model_path, listen, next, port_file, cluster_file, node;
   int first_layer = 0, end_layer = -1, threads = 1, kv_blocks = 0, page_size = 16;
   double connect_timeout_s = 60;
   int rank = -1, ranks = 0;
   std::string link_delay, link_jitter, link_bandwidth;
   std::string device_name = "cpu", gpu_dtype = "f16";
   double gpu_memory_fraction = 0.9;
-  app.add_option("--model", model_path, "GGUF file or HF directory")->required();
-  app.add_option("--first-layer", first_layer, "first layer of this rank")->required();
-  app.add_option("--end-layer", end_layer, "one past the last layer of this rank")->required();
-  app.add_option("--listen", listen, "HOST:PORT the previous rank connects to (port 0: any)")->required();
-  app.add_option("--next", next, "HOST:PORT of the next rank")->required();
+  app.add_option("--cluster", cluster_file,
+                 "cluster file: model, layers, addresses, KV blocks and link shapes come from it");
+  app.add_option("--node", node, "with --cluster: this rank's node name (instead of --rank)");
+  app.add_option("--model", model_path, "GGUF file or HF directory");
+  app.add_option("--first-layer", first_layer, "first layer of this rank");
+  app.add_option("--end-layer", end_layer, "one past the last layer of this rank");
+  app.add_option("--listen", listen, "HOST:PORT the previous rank connects to (port 0: any)");
+  app.add_option("--next", next, "HOST:PORT of the next rank");
   app.add_option("--threads", threads, "compute threads")->check(CLI::PositiveNumber);
-  app.add_option("--kv-blocks", kv_blocks, "KV blocks: must equal rank 0's")->required()->check(CLI::PositiveNumber);
+  app.add_option("--kv-blocks", kv_blocks, "KV blocks: must equal rank 0's")->check(CLI::PositiveNumber);
   app.add_option("--page-size", page_size, "tokens per KV block: must equal rank 0's")->check(CLI::PositiveNumber);
   app.add_option("--connect-timeout", connect_timeout_s, "seconds to wait for each neighbour");
   app.add_option("--port-file", port_file, "write the listening port here once listening (for scripts)");
-  app.add_option("--rank", rank, "this rank's index in the ring (1..ranks-1)")->required();
-  app.add_option("--ranks", ranks, "ranks in the ring, rank 0 included")->required();
+  app.add_option("--rank", rank, "this rank's index in the ring (1..ranks-1)");
+  app.add_option("--ranks", ranks, "ranks in the ring, rank 0 included");
   app.add_option("--link-delay", link_delay,
-                 "one-way delay per link, e.g. '1-2:2ms,*:1ms' (shapes what this rank sends)");
+                 "one-way delay per link, e.g. '1-2:2ms,*:1ms' or '1ms' (shapes what this rank sends)");
   app.add_option("--link-jitter", link_jitter, "jitter per link, e.g. '1-2:500us'");
   app.add_option("--link-bandwidth", link_bandwidth, "bandwidth cap per link, e.g. '1-2:100mbit'");
   app.add_option("--device", device_name, "cpu, cuda or cuda:N")->capture_default_str();
@@ -81,18 +91,68 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    if (rank < 1 || ranks < 2 || rank >= ranks) throw jarvis::InvalidArgument("--rank must be in 1..ranks-1");
-    const HostPort in_addr = parse_host_port(listen, "--listen");
-    const HostPort out_addr = parse_host_port(next, "--next");
-    jarvis::ShardSpec shard;
-    shard.first_layer = first_layer;
-    shard.end_layer = end_layer;
-    shard.has_embedding = false;
-    shard.has_head = false;
+    jarvis::RankSetup setup;
+    if (!cluster_file.empty()) {
+      for (const char* flag : {"--model", "--first-layer", "--end-layer", "--next", "--kv-blocks", "--ranks",
+                               "--page-size"}) {
+        if (app.count(flag)) throw jarvis::InvalidArgument(std::string(flag) + " comes from the cluster file with --cluster");
+      }
+      if (app.count("--rank") && !node.empty()) throw jarvis::InvalidArgument("give --rank or --node, not both");
+      const jarvis::ClusterConfig cluster = jarvis::read_cluster_config(cluster_file);
+      std::optional<int> explicit_rank;
+      if (app.count("--rank")) explicit_rank = rank;
+      if (!node.empty()) {
+        explicit_rank = cluster.rank_of(node);
+        if (*explicit_rank < 0) throw jarvis::ClusterConfigError(cluster_file + ": no node is named '" + node + "'");
+      }
+      jarvis::Role role = jarvis::discover_role(cluster, explicit_rank);
+      if (!node.empty()) role.source = "--node " + node;
+      if (role.rank == 0) {
+        throw jarvis::InvalidArgument(cluster_file + ": rank 0 (from " + role.source +
+                                      ") is jarvis-serve's: run `jarvis-serve --cluster " + cluster_file + "` there");
+      }
+      setup = jarvis::rank_setup(cluster, role.rank, cluster.link_shapes(link_delay, link_jitter, link_bandwidth));
+      std::fprintf(stderr, "jarvis-worker: rank %d of %d (from %s), %s\n", setup.rank, setup.world_size,
+                   role.source.c_str(), jarvis::describe_shard(setup.rank, setup.shard).c_str());
+      if (!listen.empty()) {  // e.g. 0.0.0.0 behind NAT; the others still dial the file's address
+        const HostPort l = parse_host_port(listen, "--listen");
+        setup.listen_host = l.host;
+        setup.listen_port = l.port;
+      }
+    } else {
+      for (const char* flag : {"--model", "--first-layer", "--end-layer", "--listen", "--next", "--kv-blocks",
+                               "--rank", "--ranks"}) {
+        if (!app.count(flag)) throw jarvis::InvalidArgument(std::string(flag) + " is required (or give --cluster)");
+      }
+      if (rank < 1 || ranks < 2 || rank >= ranks) throw jarvis::InvalidArgument("--rank must be in 1..ranks-1");
+      const HostPort in_addr = parse_host_port(listen, "--listen");
+      const HostPort out_addr = parse_host_port(next, "--next");
+      setup.rank = rank;
+      setup.world_size = ranks;
+      setup.model_path = model_path;
+      setup.shard.first_layer = first_layer;
+      setup.shard.end_layer = end_layer;
+      setup.shard.has_embedding = false;
+      setup.shard.has_head = false;
+      setup.listen_host = in_addr.host;
+      setup.listen_port = in_addr.port;
+      setup.next_host = out_addr.host;
+      setup.next_port = out_addr.port;
+      setup.kv_blocks = kv_blocks;
+      setup.page_size = page_size;
+      setup.all_loopback = true;  // UCX picks its transports as before
+      if (!link_delay.empty() || !link_jitter.empty() || !link_bandwidth.empty()) {
+        setup.send_shape =
+            jarvis::transport::parse_link_shapes(link_delay, link_jitter, link_bandwidth).get(rank, (rank + 1) % ranks);
+      }
+    }
+    if (setup.shard.has_embedding || setup.shard.has_head) {
+      throw jarvis::InvalidArgument("jarvis-worker runs middle/last layers only; head and tail stay on rank 0");
+    }
     const jarvis::DeviceSpec device = jarvis::parse_device(device_name);
     const jarvis::GpuDType dtype = jarvis::parse_gpu_dtype(gpu_dtype);
     if (device.is_cuda()) jarvis::check_cuda_device(device.index);  // before the (slow) model load
-    std::unique_ptr<jarvis::Model> model = jarvis::load_model(model_path, shard);
+    std::unique_ptr<jarvis::Model> model = jarvis::load_model(setup.model_path, setup.shard);
     std::unique_ptr<jarvis::ShardForward> gpu;
     std::unique_ptr<jarvis::StageWorker> worker_ptr;
     if (device.is_cuda()) {
@@ -100,21 +160,23 @@ int main(int argc, char** argv) {
       co.device = device.index;
       co.dtype = dtype;
       co.gpu_memory_fraction = gpu_memory_fraction;
-      co.page_size = page_size;
-      co.num_blocks = kv_blocks;  // rank 0's block ids index this cache directly
+      co.page_size = setup.page_size;
+      co.num_blocks = static_cast<int>(setup.kv_blocks);  // rank 0's block ids index this cache directly
       gpu = jarvis::make_cuda_shard(*model, co);
       std::fprintf(stderr, "jarvis-worker: layers on %s\n", gpu->device_name().c_str());
       worker_ptr = std::make_unique<jarvis::StageWorker>(*gpu);
     } else {
-      worker_ptr = std::make_unique<jarvis::StageWorker>(*model, kv_blocks, page_size, threads);
+      worker_ptr = std::make_unique<jarvis::StageWorker>(*model, static_cast<int>(setup.kv_blocks), setup.page_size,
+                                                         threads);
     }
     jarvis::StageWorker& worker = *worker_ptr;
 
-    jarvis::transport::UcxOptions opts;
-    opts.connect_timeout = std::chrono::milliseconds(static_cast<int64_t>(connect_timeout_s * 1000));
-    jarvis::transport::UcxListener listener(in_addr.host, in_addr.port, opts);
+    const jarvis::transport::UcxOptions opts = jarvis::ring_ucx_options(
+        setup.all_loopback, std::chrono::milliseconds(static_cast<int64_t>(connect_timeout_s * 1000)));
+    jarvis::transport::UcxListener listener(setup.listen_host, static_cast<uint16_t>(setup.listen_port), opts);
     std::fprintf(stderr, "jarvis-worker: layers [%d, %d) listening on %s:%u\n", model->shard().first_layer,
-                 model->shard().end_layer, in_addr.host.c_str(), listener.port());
+                 model->shard().end_layer, setup.listen_host.c_str(), listener.port());
+    std::fflush(stderr);
     if (!port_file.empty()) {
       // Written to a temporary name and renamed, so a reader never sees a half-written port.
       const std::string tmp = port_file + ".tmp";
@@ -122,18 +184,24 @@ int main(int argc, char** argv) {
       if (std::rename(tmp.c_str(), port_file.c_str()) != 0) throw jarvis::Error("cannot write " + port_file);
     }
     // Each rank shapes what it sends, so every hop of the ring is shaped once.
-    jarvis::transport::LinkShape shape;
-    if (!link_delay.empty() || !link_jitter.empty() || !link_bandwidth.empty()) {
-      shape = jarvis::transport::parse_link_shapes(link_delay, link_jitter, link_bandwidth)
-                  .get(rank, (rank + 1) % ranks);
+    if (setup.send_shape.shaped()) {
+      std::fprintf(stderr, "jarvis-worker: rank %d -> %d: shaped (delay %.3f ms, jitter %.3f ms, %.0f bit/s)\n",
+                   setup.rank, (setup.rank + 1) % setup.world_size,
+                   static_cast<double>(setup.send_shape.delay.count()) / 1e6,
+                   static_cast<double>(setup.send_shape.jitter.count()) / 1e6, setup.send_shape.bits_per_second);
     }
     std::unique_ptr<jarvis::transport::Link> out = jarvis::transport::shape_if_needed(
-        jarvis::transport::ucx_connect(out_addr.host, out_addr.port, opts), shape, static_cast<uint64_t>(rank + 1));
+        jarvis::transport::ucx_connect(setup.next_host, static_cast<uint16_t>(setup.next_port), opts),
+        setup.send_shape, static_cast<uint64_t>(setup.rank + 1));
     std::unique_ptr<jarvis::transport::Link> in = listener.accept(opts.connect_timeout);
     std::fprintf(stderr, "jarvis-worker: connected (%s -> %s)\n", in->describe().c_str(), out->describe().c_str());
-    const jarvis::RankHello hello =
-        jarvis::RankHello::make(rank, ranks, model->shard(), jarvis::model_fingerprint(model_path));
-    jarvis::rendezvous_ring(hello, in.get(), out.get(), {}, opts.connect_timeout);
+    jarvis::RankHello hello = jarvis::RankHello::make(setup.rank, setup.world_size, model->shard(),
+                                                      jarvis::model_fingerprint(setup.model_path));
+    hello.kv_blocks = setup.kv_blocks;
+    hello.page_size = setup.page_size;
+    jarvis::rendezvous_ring(hello, in.get(), out.get(), setup.plan, opts.connect_timeout);
+    std::fprintf(stderr, "jarvis-worker: rendezvous ok, serving\n");
+    std::fflush(stderr);
 
     const jarvis::StageWorkerResult r = worker.run(*in, *out);
     std::fprintf(stderr, "jarvis-worker: %s; %llu steps, %llu tokens, %.3f s in layers\n", r.reason.c_str(),

@@ -56,11 +56,11 @@ void for_each_item(std::string_view spec, const char* flag, F apply) {
     if (comma == std::string_view::npos) comma = spec.size();
     const std::string_view item = trim(spec.substr(pos, comma - pos));
     pos = comma + 1;
+    if (item.empty()) throw LinkSpecError(std::string(flag) + ": empty item (expected LINK:VALUE, e.g. 0-1:2ms)");
     const size_t colon = item.find(':');
-    if (item.empty() || colon == std::string_view::npos)
-      throw LinkSpecError(std::string(flag) + ": item '" + std::string(item) + "' is not LINK:VALUE (e.g. 0-1:2ms)");
-    const std::string_view key = trim(item.substr(0, colon));
-    const std::string_view value = item.substr(colon + 1);
+    // A bare value ("5ms") sets every link, like "*:5ms".
+    const std::string_view key = colon == std::string_view::npos ? "*" : trim(item.substr(0, colon));
+    const std::string_view value = colon == std::string_view::npos ? item : item.substr(colon + 1);
     if (key == "*") {
       apply(-1, -1, value, item);
       continue;

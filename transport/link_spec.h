@@ -1,7 +1,7 @@
 // Per-link shapes for experiments, parsed from command-line specs:
 //   --link-delay 0-1:2ms,1-2:10ms   --link-jitter 0-1:500us   --link-bandwidth 0-1:100mbit
 // A key "A-B" names the undirected link between ranks A and B; "*" sets the default for every
-// link not named. Durations: ns, us, ms, s. Bandwidth (tc units): bit, kbit, mbit, gbit (bits/s),
+// link not named; a bare value ("--link-delay 5ms") is the same as "*:5ms". Durations: ns, us, ms, s. Bandwidth (tc units): bit, kbit, mbit, gbit (bits/s),
 // bps, kbps, mbps, gbps (bytes/s). Throws LinkSpecError with the offending item.
 #pragma once
 

@@ -1,6 +1,7 @@
 #include "engine/cluster/cluster_config.h"
 
 #include <cctype>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -243,7 +244,7 @@ ClusterConfig parse_cluster_config(std::string_view json_text, const std::string
     p.fail("JSON", e.what());
   }
   if (!j.is_object()) p.fail("top level", "must be an object, got " + std::string(j.type_name()));
-  p.only_keys(j, "", {"model", "nodes", "links", "head", "tail"});
+  p.only_keys(j, "", {"model", "nodes", "links", "head", "tail", "kv_blocks", "page_size"});
   ClusterConfig c;
   c.path = path;
   if (!j.contains("model")) p.fail("model", "missing (the model file every rank loads)");
@@ -257,6 +258,8 @@ ClusterConfig parse_cluster_config(std::string_view json_text, const std::string
     parse_node(p, j["nodes"][i], i, n, first_expected, have_layers, c);
     c.nodes.push_back(std::move(n));
   }
+  if (j.contains("kv_blocks")) c.kv_blocks = p.int_field(j["kv_blocks"], "kv_blocks", 1, INT32_MAX / 2);
+  if (j.contains("page_size")) c.page_size = p.int_field(j["page_size"], "page_size", 1, 1 << 16);
   for (const char* end : {"head", "tail"}) {
     if (!j.contains(end)) continue;
     (std::string(end) == "head" ? c.ends.head_rank : c.ends.tail_rank) = p.rank_ref(j[end], end, c);

@@ -4,6 +4,7 @@
 //   {
 //     "model": "../models/SmolLM2-135M-Instruct.Q4_1.gguf",  // relative to this file's folder
 //     "head": "edge0", "tail": "edge0",                        // node name or rank; default rank 0
+//     "kv_blocks": 512, "page_size": 16,                       // optional: the KV layout of every rank
 //     "nodes": [                                               // rank = position in this list
 //       {"name": "edge0", "address": "127.0.0.1:7100", "device": "cpu", "memory": "2GiB", "layers": 10},
 //       {"name": "edge1", "address": "10.0.0.2:7100", "device": "cuda:0", "memory": 4294967296,
@@ -15,7 +16,9 @@
 //
 // "layers" is a count or a [first, end) range; give it on every node or on none (then the layers
 // are divided evenly, placement.h). "memory" (bytes, or "8GiB"/"512MiB"/"2GB") is optional: the
-// budget the placement checks weights + KV cache against. Unknown fields are errors (a misspelt
+// budget the placement checks weights + KV cache against. "kv_blocks" (optional) is the number of
+// KV blocks every rank reserves; without it every rank derives the same number from the file
+// (rank_setup.h cluster_kv_blocks). Unknown fields are errors (a misspelt
 // "adress" must not silently fall back to a default). Every error is a ClusterConfigError naming
 // the file and the field, e.g. "cluster.json: nodes[1].address: '10.0.0.2' has no port".
 #pragma once
@@ -65,6 +68,8 @@ struct ClusterConfig {
   EndsPlacement ends;
   std::vector<NodeConfig> nodes;
   std::vector<LinkConfig> links;
+  int64_t kv_blocks = 0;  // 0: derived (rank_setup.h)
+  int page_size = 16;
 
   int n_ranks() const { return static_cast<int>(nodes.size()); }
   // The per-node counts when the file gives them, for plan_split.

@@ -63,7 +63,8 @@ Json hello_json(const RankHello& h) {
               {"model_hash", h.model_hash},     {"rank", h.rank},
               {"world_size", h.world_size},     {"first_layer", h.shard.first_layer},
               {"end_layer", h.shard.end_layer}, {"has_embedding", h.shard.has_embedding},
-              {"has_head", h.shard.has_head},   {"host", h.host}};
+              {"has_head", h.shard.has_head},   {"kv_blocks", h.kv_blocks},
+              {"page_size", h.page_size},       {"host", h.host}};
 }
 
 RankHello hello_from(const Json& j, const std::string& from) {
@@ -84,6 +85,8 @@ RankHello hello_from(const Json& j, const std::string& from) {
     h.shard.end_layer = j.at("end_layer").get<int>();
     h.shard.has_embedding = j.at("has_embedding").get<bool>();
     h.shard.has_head = j.at("has_head").get<bool>();
+    h.kv_blocks = j.at("kv_blocks").get<int64_t>();
+    h.page_size = j.at("page_size").get<int>();
     h.host = j.at("host").get<std::string>();
     return h;
   } catch (const Json::exception& e) {
@@ -120,6 +123,14 @@ std::optional<std::string> hello_mismatch(const RankHello& me, const RankHello& 
   }
   if (o.world_size != me.world_size) {
     return r + " expects " + std::to_string(o.world_size) + " ranks, rank 0 expects " + std::to_string(me.world_size);
+  }
+  if (o.kv_blocks > 0 && me.kv_blocks > 0 && o.kv_blocks != me.kv_blocks) {
+    return r + " has " + std::to_string(o.kv_blocks) + " KV blocks, rank 0 has " + std::to_string(me.kv_blocks) +
+           ": every rank must reserve the same blocks (give kv_blocks in the cluster file, or the same memory budgets)";
+  }
+  if (o.page_size > 0 && me.page_size > 0 && o.page_size != me.page_size) {
+    return r + " has KV pages of " + std::to_string(o.page_size) + " tokens, rank 0 has " +
+           std::to_string(me.page_size);
   }
   if (expected && (o.shard.first_layer != expected->first_layer || o.shard.end_layer != expected->end_layer ||
                    o.shard.has_embedding != expected->has_embedding || o.shard.has_head != expected->has_head)) {

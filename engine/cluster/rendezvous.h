@@ -21,7 +21,7 @@ namespace jarvis {
 inline constexpr uint32_t kRendezvousTag = 0x5244565a;  // "ZVDR" little-endian: rendezvous
 // Bumped whenever the messages ranks exchange change shape; two builds of one version that
 // disagree on it cannot work together.
-inline constexpr int kRendezvousProtocol = 1;
+inline constexpr int kRendezvousProtocol = 2;  // 2: hellos carry the KV layout
 
 class RendezvousError : public Error {
  public:
@@ -38,6 +38,11 @@ struct RankHello {
   int rank = 0;
   int world_size = 0;
   ShardSpec shard;   // end_layer resolved
+  // KV layout every rank must share (block ids come from rank 0): blocks and tokens per block.
+  // Ranks that sized their cache on their own (a cluster file read on each host) prove here that
+  // they agree. 0 = not stated (not checked).
+  int64_t kv_blocks = 0;
+  int page_size = 0;
   std::string host;  // for messages only
 
   static RankHello make(int rank, int world_size, const ShardSpec& shard, const std::string& model_hash);

@@ -8,12 +8,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <future>
 #include <thread>
 
 #include "csrc/util/error.h"
 #include "engine/cluster/model_identity.h"
 #include "engine/cluster/rendezvous.h"
+#include "engine/pipeline/ring_connect.h"
 #include "transport/ucx/ucx_link.h"
 
 extern char** environ;
@@ -70,21 +70,25 @@ LocalRing::LocalRing(const LocalRingOptions& o) {
     for (int r = n - 1; r >= 1; --r) {
       const ShardSpec& s = o.plan[static_cast<size_t>(r)];
       const std::string port_file = dir_ + "/rank" + std::to_string(r) + ".port";
-      pids_[static_cast<size_t>(r - 1)] =
-          spawn({o.worker_bin, "--model", o.model_path, "--first-layer", std::to_string(s.first_layer),
+      std::vector<std::string> args{
+          o.worker_bin, "--model", o.model_path, "--first-layer", std::to_string(s.first_layer),
                  "--end-layer", std::to_string(s.end_layer), "--listen", "127.0.0.1:0", "--next",
                  "127.0.0.1:" + std::to_string(next_port), "--kv-blocks", std::to_string(o.kv_blocks),
                  "--page-size", std::to_string(o.page_size), "--threads", std::to_string(o.worker_threads),
                  "--connect-timeout", std::to_string(o.timeout.count() / 1000.0), "--port-file", port_file,
-                 "--rank", std::to_string(r), "--ranks", std::to_string(n)});
+                 "--rank", std::to_string(r), "--ranks", std::to_string(n)};
+      if (!o.link_delay.empty()) args.insert(args.end(), {"--link-delay", o.link_delay});
+      if (!o.link_jitter.empty()) args.insert(args.end(), {"--link-jitter", o.link_jitter});
+      if (!o.link_bandwidth.empty()) args.insert(args.end(), {"--link-bandwidth", o.link_bandwidth});
+      pids_[static_cast<size_t>(r - 1)] = spawn(args);
       next_port = wait_for_port(port_file, pids_[static_cast<size_t>(r - 1)], r, o.timeout);
     }
-    // Accept and connect at once: the last rank accepts its upstream only after rank 0 accepted it.
-    auto accepted = std::async(std::launch::async, [&] { return listener.accept(o.timeout); });
-    to_next_ = transport::ucx_connect("127.0.0.1", next_port, uo);
-    from_last_ = accepted.get();
-    const RankHello mine = RankHello::make(0, n, o.plan[0], model_fingerprint(o.model_path));
-    rendezvous_ring(mine, from_last_.get(), to_next_.get(), o.plan, o.timeout);
+    RankHello mine = RankHello::make(0, n, o.plan[0], model_fingerprint(o.model_path));
+    mine.kv_blocks = o.kv_blocks;
+    mine.page_size = o.page_size;
+    RingLinks links = connect_ring_rank0(listener, "127.0.0.1", next_port, uo, mine, o.plan, o.timeout);
+    to_next_ = std::move(links.to_next);
+    from_last_ = std::move(links.from_prev);
   } catch (...) {
     to_next_.reset();
     from_last_.reset();

@@ -24,6 +24,9 @@ struct LocalRingOptions {
   int page_size = 16;
   int worker_threads = 1;
   std::chrono::milliseconds timeout{60000};  // per worker start and for connecting
+  // Link shapes (transport/link_spec.h specs) for the workers, each shaping what it sends; rank 0
+  // shapes its own link to rank 1 (the caller wraps take_to_next()).
+  std::string link_delay, link_jitter, link_bandwidth;
 };
 
 class LocalRing {

@@ -1,5 +1,6 @@
 // The engine's StepExecutor over a pipeline ring: rank 0 (this process) embeds, runs its layers,
-// and computes logits when the step comes back (PipelineRunner). One step in flight at a time.
+// and computes logits when the step comes back (PipelineRunner). Up to
+// PipelineOptions::max_in_flight steps (micro-batches) are in the ring at once.
 // Owns the ring's links so they outlive the runner; destroying it closes rank 0's output link,
 // which stops the workers one after another (see README.md, "Shutdown").
 #pragma once
@@ -24,13 +25,18 @@ class PipelineExecutor : public StepExecutor {
   // PipelineRunner::handshake(); PipelineError becomes ExecutorBroken.
   std::vector<std::pair<int, int>> handshake();
   // Any ring failure is thrown as ExecutorBroken with the runner's text.
-  const float* run(const ScheduledStep& step, const std::vector<int>& rows) override;
+  void submit(const ScheduledStep& step, const std::vector<int>& rows) override;
+  const float* collect() override;
+  void release(const std::vector<int64_t>& seq_ids) override;
+  int max_in_flight() const override { return max_in_flight_; }
   int vocab() const override { return runner_->vocab(); }
 
  private:
   std::unique_ptr<transport::Link> to_next_, from_last_;
   std::unique_ptr<PipelineRunner> runner_;
   std::vector<float> logits_;
+  int max_in_flight_ = 1;
+  uint32_t next_micro_batch_ = 0;  // a label on the wire, cycling 0..max_in_flight-1
 };
 
 }  // namespace jarvis

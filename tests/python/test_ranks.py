@@ -1,6 +1,5 @@
 """`jarvis-serve --ranks N --split ...`: the default model split over N local processes (rank 0 plus
-jarvis-worker children in a pipeline ring) gives greedy completions token-identical to one rank,
-alone and with concurrent streams; a bad split is refused before any weight loads; a worker killed
+jarvis-worker children in a pipeline ring over UCX; --transport inproc: test_transports.py) gives greedy completions token-identical to one rank, alone and with concurrent streams; a bad split is refused before any weight loads; a worker killed
 mid-stream ends the stream with an error (no hang) and /health reports "degraded".
 
 The reference is the one-rank server: the forward pass itself is checked against NumPy elsewhere
@@ -59,8 +58,8 @@ def stream(server, body, timeout=60):
     return text, finish, error
 
 
-def concurrent_streams(server, n=6):
-    bodies = [{"prompt": f"A short story about {SUBJECTS[i % 6]}:", "max_tokens": 6 + 2 * i, "temperature": 0,
+def concurrent_streams(server, n=16):
+    bodies = [{"prompt": f"A short story about {SUBJECTS[i % 6]}:", "max_tokens": 6 + (5 * i) % 17, "temperature": 0,
                "stream": True} for i in range(n)]
     out = [None] * n
 
@@ -85,12 +84,17 @@ def reference():
         return run_workload(s)
 
 
-@pytest.mark.parametrize("ranks,split", [(2, "15,15"), (3, "10,10,10"), (3, "1,28,1")])
-def test_split_matches_one_rank(reference, ranks, split):
-    s = Server("--ranks", str(ranks), "--split", split, *COMMON)
+# Micro-batches default to one per rank; "1" turns interleaving off.
+@pytest.mark.parametrize("ranks,split,micro,transport", [(2, "15,15", None, "ucx"), (3, "10,10,10", None, "ucx"),
+                                                         (3, "1,28,1", None, "ucx"), (3, "12,8,10", "1", "ucx")])
+def test_split_matches_one_rank(reference, ranks, split, micro, transport):
+    extra = ["--micro-batches", micro] if micro else []
+    s = Server("--ranks", str(ranks), "--split", split, "--transport", transport, *extra, *COMMON)
     try:
         out = s.output()
         assert f"pipeline of {ranks} ranks ready" in out, out
+        assert f"up to {micro or ranks} micro-batches in flight" in out, out
+        assert ("in a thread" in out) == (transport == "inproc"), out
         solo, streams = run_workload(s)
         _, h = s.health()
         assert h["status"] == "ok", h
@@ -170,3 +174,4 @@ def test_worker_dying_while_idle_shows_in_health():
     finally:
         code, out = s.close()
     assert code == 0, out
+

@@ -190,7 +190,7 @@ TEST(ClusterRendezvous, VersionAndProtocolMismatch) {
   h[1].engine_version = "0.0.9";
   auto out = run(h);
   EXPECT_NE(out[0].error.find("rank 1"), std::string::npos) << out[0].error;
-  EXPECT_NE(out[0].error.find("runs engine version 0.0.9 (protocol 1), rank 0 runs " + engine_version()),
+  EXPECT_NE(out[0].error.find("runs engine version 0.0.9 (protocol " + std::to_string(kRendezvousProtocol) + "), rank 0 runs " + engine_version()),
             std::string::npos)
       << out[0].error;
   EXPECT_EQ(out[1].error.find("rendezvous failed (rank 1)"), 0u) << out[1].error;
@@ -222,6 +222,22 @@ TEST(ClusterRendezvous, WrongShardWorldOrRank) {
   EXPECT_FALSE(out[2].ok);
 }
 
+TEST(ClusterRendezvous, KvLayoutMismatch) {
+  auto h = hellos(3);
+  for (auto& x : h) x.kv_blocks = 256, x.page_size = 16;
+  EXPECT_TRUE(run(h)[0].ok);
+  h[2].kv_blocks = 255;
+  auto out = run(h);
+  EXPECT_NE(out[0].error.find("rank 2 (" + h[2].host + ") has 255 KV blocks, rank 0 has 256"), std::string::npos)
+      << out[0].error;
+  EXPECT_FALSE(out[1].ok);
+  h = hellos(2);
+  for (auto& x : h) x.kv_blocks = 256, x.page_size = 16;
+  h[1].page_size = 32;
+  out = run(h);
+  EXPECT_NE(out[0].error.find("has KV pages of 32 tokens, rank 0 has 16"), std::string::npos) << out[0].error;
+}
+
 TEST(ClusterRendezvous, SilentRankTimesOutAndOthersAreTold) {
   Ring ring(3);
   const auto h = hellos(3);
@@ -241,7 +257,7 @@ TEST(ClusterRendezvous, SilentRankTimesOutAndOthersAreTold) {
   auto [a, b] = transport::make_inproc_link_pair();
   EXPECT_THROW(rendezvous_follower(*b, h[1], 50ms), transport::LinkTimeout);
   // Garbage instead of a hello is a RendezvousError, not a crash.
-  EXPECT_THROW(RankHello::from_json("{\"protocol\": 1}", "x"), RendezvousError);
+  EXPECT_THROW(RankHello::from_json("{\"protocol\": " + std::to_string(kRendezvousProtocol) + "}", "x"), RendezvousError);
   EXPECT_THROW(RankHello::from_json("not json", "x"), RendezvousError);
 }
 

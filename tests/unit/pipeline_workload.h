@@ -105,7 +105,7 @@ inline WorkloadStats run_workload(PipelineRunner& ring, StepRunner& reference, i
   auto submit = [&](int slot) {
     ScheduledStep st = next_step(groups[static_cast<size_t>(slot)]);
     const std::vector<int> rows = PipelineRunner::sample_rows(st);
-    const float* ref = reference.run(st, rows);
+    const float* ref = reference.run_step(st, rows);
     expected.emplace_back(ref, ref + rows.size() * static_cast<size_t>(vocab));
     ring.submit(st, rows, static_cast<uint32_t>(slot));
     ring_order.push_back(slot);

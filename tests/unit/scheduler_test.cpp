@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <set>
 #include <string>
@@ -359,6 +360,135 @@ TEST(Scheduler, RejectsBadInput) {
   EXPECT_THROW(s.add(1, make_prompt(9, 1)), InvalidArgument);  // more than the cache holds
   s.add(1, make_prompt(8, 1));
   EXPECT_THROW(s.add(1, make_prompt(2, 1)), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace jarvis
+
+namespace jarvis {
+namespace {
+
+// Micro-batches as a pipeline ring sees them: up to `slots` steps outstanding, each computed when
+// submitted (every rank handles records in submit order), its outputs applied by update() only
+// when it comes back, oldest first. Checks the in-flight rules on every step.
+struct RingDriver : Driver {
+  int slots;
+  std::deque<std::pair<ScheduledStep, std::map<int64_t, int32_t>>> outstanding;
+  std::set<int64_t> flying;
+  int max_seen_in_flight = 0;
+  size_t largest_micro_batch = 0;
+
+  RingDriver(const SchedulerConfig& c, int num_blocks, int page_size, int slots_)
+      : Driver(c, num_blocks, page_size), slots(slots_) {}
+
+  void submit_while_room() {
+    while (static_cast<int>(outstanding.size()) < slots) {
+      const int left = slots - static_cast<int>(outstanding.size());
+      const int candidates = sched.num_schedulable();
+      if (candidates == 0) return;
+      ScheduledStep st = sched.schedule((candidates + left - 1) / left);
+      for (int64_t p : st.preempted) EXPECT_EQ(flying.count(p), 0u) << "preempted " << p << " while in flight";
+      if (st.empty()) return;
+      for (const ScheduledSeq& s : st.seqs) {
+        EXPECT_TRUE(flying.insert(s.seq_id).second) << s.seq_id << " is in two steps in flight";
+      }
+      largest_micro_batch = std::max(largest_micro_batch, st.seqs.size());
+      std::map<int64_t, int32_t> sampled = model.run(st);
+      outstanding.emplace_back(std::move(st), std::move(sampled));
+      max_seen_in_flight = std::max(max_seen_in_flight, static_cast<int>(outstanding.size()));
+    }
+  }
+
+  void collect_oldest() {
+    auto [st, sampled] = std::move(outstanding.front());
+    outstanding.pop_front();
+    std::vector<SeqOutput> outs;
+    for (const auto& [id, tok] : sampled) {
+      if (!sched.contains(id)) continue;  // aborted while in flight
+      SeqOutput o{id, true, tok, static_cast<int>(sched.output(id).size()) + 1 >= max_tokens[id]};
+      if (o.finished) {
+        outputs[id] = sched.output(id);
+        outputs[id].push_back(tok);
+      }
+      outs.push_back(o);
+    }
+    for (const ScheduledSeq& s : st.seqs) flying.erase(s.seq_id);
+    sched.update(st, outs);
+  }
+
+  void run_ring(int max_rounds = 20000) {
+    for (int i = 0; i < max_rounds && (sched.has_work() || !outstanding.empty()); ++i) {
+      submit_while_room();
+      ASSERT_FALSE(outstanding.empty()) << "stalled with work left";
+      collect_oldest();
+    }
+    ASSERT_FALSE(sched.has_work()) << "did not finish";
+    EXPECT_EQ(sched.num_in_flight(), 0);
+  }
+};
+
+TEST(SchedulerMicroBatches, SequencesInFlightAreNotPlannedAgain) {
+  Driver d(config(8, 64, 64), 64, 4);
+  for (int i = 0; i < 4; ++i) d.add(i, make_prompt(5, i), 4);
+  ScheduledStep a = d.sched.schedule(2);
+  ASSERT_EQ(a.seqs.size(), 2u);  // cut at max_seqs
+  EXPECT_EQ(d.sched.num_in_flight(), 2);
+  ScheduledStep b = d.sched.schedule();
+  ASSERT_EQ(b.seqs.size(), 2u);  // only the two not in flight
+  EXPECT_EQ(b.seqs[0].seq_id, 2);
+  EXPECT_EQ(b.seqs[1].seq_id, 3);
+  EXPECT_TRUE(d.sched.schedule().empty());  // everything is in flight
+  EXPECT_EQ(d.sched.num_schedulable(), 0);
+  // b comes back first: its sequences can run again while a is still in flight.
+  std::map<int64_t, int32_t> sb = d.model.run(b);
+  std::vector<SeqOutput> ob;
+  for (const auto& [id, tok] : sb) ob.push_back({id, true, tok, false});
+  d.sched.update(b, ob);
+  ScheduledStep c = d.sched.schedule();
+  ASSERT_EQ(c.seqs.size(), 2u);
+  EXPECT_EQ(c.seqs[0].seq_id, 2);
+  EXPECT_EQ(c.seqs[0].start_pos, 5);  // a decode now
+  EXPECT_THROW(d.sched.update(b, ob), InvalidArgument);  // b's sequences are in c now: stale
+  d.sched.abort(0);  // aborting a sequence in flight: its outputs are ignored when they come
+  EXPECT_EQ(d.sched.num_in_flight(), 3);
+}
+
+TEST(SchedulerMicroBatches, RingOfThreeGivesTheSameTokensAsAlone) {
+  RingDriver d(config(16, 64, 8), 256, 4, 3);
+  for (int i = 0; i < 12; ++i) d.add(i, make_prompt(3 + 5 * i, i), 4 + i);
+  d.run_ring();
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(d.outputs[i], expected_output(make_prompt(3 + 5 * i, i), 4 + i)) << i;
+  EXPECT_EQ(d.max_seen_in_flight, 3);
+  EXPECT_EQ(d.largest_micro_batch, 4u);  // 12 sequences over 3 micro-batches
+  EXPECT_EQ(d.sched.blocks().used_blocks(), 0);
+}
+
+TEST(SchedulerMicroBatches, PreemptionUnderATightCacheNeverTakesASequenceInFlight) {
+  // 12 blocks of 4 tokens for 6 sequences growing to 20+ tokens each: decodes must preempt.
+  RingDriver d(config(6, 64, 8, false), 12, 4, 3);
+  for (int i = 0; i < 6; ++i) d.add(i, make_prompt(6, i + 1), 16);
+  d.run_ring();
+  EXPECT_GT(d.sched.preemptions(), 0);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(d.outputs[i], expected_output(make_prompt(6, i + 1), 16)) << i;
+  EXPECT_EQ(d.sched.blocks().used_blocks(), 0);
+}
+
+TEST(SchedulerMicroBatches, AbortWhileInFlightFreesBlocksAndOthersStayCorrect) {
+  RingDriver d(config(8, 64, 8), 32, 4, 2);
+  for (int i = 0; i < 4; ++i) d.add(i, make_prompt(7, i + 3), 10);
+  d.submit_while_room();
+  ASSERT_EQ(d.outstanding.size(), 2u);
+  const int64_t victim = d.outstanding.front().first.seqs.front().seq_id;
+  d.sched.abort(victim);  // its block ids go to others while its step is still in the ring
+  d.add(9, make_prompt(9, 4), 6);
+  d.run_ring();
+  EXPECT_EQ(d.outputs.count(victim), 0u);
+  for (int i = 0; i < 4; ++i) {
+    if (i == victim) continue;
+    EXPECT_EQ(d.outputs[i], expected_output(make_prompt(7, i + 3), 10)) << i;
+  }
+  EXPECT_EQ(d.outputs[9], expected_output(make_prompt(9, 4), 6));
+  EXPECT_EQ(d.sched.blocks().used_blocks(), 0);
 }
 
 }  // namespace

@@ -37,6 +37,16 @@ TEST(TransportLinkSpec, DefaultAppliesToUnnamedAndSeedsNamedLinks) {
   EXPECT_TRUE(parse_link_shapes("", "", "").get(0, 1).delay == 0ns);
 }
 
+TEST(TransportLinkSpec, BareValueSetsEveryLink) {
+  const LinkShapes s = parse_link_shapes("5ms", "500us", "100mbit");
+  EXPECT_EQ(s.get(0, 1).delay, 5ms);
+  EXPECT_EQ(s.get(2, 7).delay, 5ms);
+  EXPECT_EQ(s.get(1, 2).jitter, 500us);
+  EXPECT_DOUBLE_EQ(s.get(2, 0).bits_per_second, 100e6);
+  EXPECT_EQ(parse_link_shapes("5ms,1-2:10ms").get(1, 2).delay, 10ms);  // named links still override it
+  EXPECT_EQ(parse_link_shapes("5ms,1-2:10ms").get(0, 1).delay, 5ms);
+}
+
 TEST(TransportLinkSpec, RejectsMalformedItems) {
   for (const char* bad : {"0-1", "0-1:", "0-1:2", "0-1:2m", "0-1:ms", "01:2ms", "0-0:2ms", "a-1:2ms", "0-1:-2ms",
                           "0-1:2ms,", ",0-1:2ms", "0-1:2ms,,1-2:3ms", "0-1:1e3ms", "0-1:2 hours", "0-1:99999s"})

@@ -1,0 +1,275 @@
+// The serving engine over a pipeline ring of three ranks (rank 0 plus two stage workers on
+// threads, in-process links) with micro-batches interleaved: many concurrent requests must give
+// exactly the tokens the one-rank engine gives, while the executor really had several steps in
+// the ring at once; a request cancelled while its step is in the ring leaves the others intact.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "csrc/tokenizer/tokenizer.h"
+#include "engine/engine.h"
+#include "engine/pipeline/pipeline_executor.h"
+#include "engine/pipeline/stage_worker.h"
+#include "transport/inproc_link.h"
+
+namespace jarvis {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int kBlocks = 96;
+constexpr int kPageSize = 16;
+
+std::string model_path() { return std::string(JARVIS_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"; }
+
+ShardSpec shard(int first, int end, bool ends) {
+  ShardSpec s;
+  s.first_layer = first;
+  s.end_layer = end;
+  s.has_embedding = ends;
+  s.has_head = ends;
+  return s;
+}
+
+// Forwards to a PipelineExecutor and records how many steps were in the ring at once.
+class CountingExecutor : public StepExecutor {
+ public:
+  explicit CountingExecutor(std::unique_ptr<StepExecutor> inner) : inner_(std::move(inner)) {}
+  int max_in_flight() const override { return inner_->max_in_flight(); }
+  void submit(const ScheduledStep& step, const std::vector<int>& rows) override {
+    inner_->submit(step, rows);
+    std::lock_guard<std::mutex> lock(mu_);
+    max_outstanding_ = std::max(max_outstanding_, ++outstanding_);
+    max_seqs_ = std::max(max_seqs_, static_cast<int>(step.seqs.size()));
+  }
+  const float* collect() override {
+    const float* logits = inner_->collect();
+    std::lock_guard<std::mutex> lock(mu_);
+    --outstanding_;
+    return logits;
+  }
+  void release(const std::vector<int64_t>& ids) override { inner_->release(ids); }
+  int vocab() const override { return inner_->vocab(); }
+  int max_outstanding() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_outstanding_;
+  }
+  int max_seqs() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_seqs_;
+  }
+
+ private:
+  std::unique_ptr<StepExecutor> inner_;
+  mutable std::mutex mu_;
+  int outstanding_ = 0, max_outstanding_ = 0, max_seqs_ = 0;
+};
+
+// Ranks 1 and 2 on threads; rank 0 is the engine's PipelineExecutor. Destroying the engine
+// destroys the executor, whose closed output link stops worker 1, and so on.
+struct WorkerThreads {
+  std::unique_ptr<Model> m1, m2;
+  std::unique_ptr<StageWorker> w1, w2;
+  std::thread t1, t2;
+
+  std::unique_ptr<StepExecutor> start(const Model& rank0, int a, int b, int max_in_flight) {
+    m1 = load_model(model_path(), shard(a, a + b, false));
+    m2 = load_model(model_path(), shard(a + b, -1, false));
+    w1 = std::make_unique<StageWorker>(*m1, kBlocks, kPageSize, 1);
+    w2 = std::make_unique<StageWorker>(*m2, kBlocks, kPageSize, 1);
+    auto [r0_out, w1_in] = transport::make_inproc_link_pair();
+    auto [w1_out, w2_in] = transport::make_inproc_link_pair();
+    auto [w2_out, r0_in] = transport::make_inproc_link_pair();
+    t1 = spawn(*w1, std::move(w1_in), std::move(w1_out));
+    t2 = spawn(*w2, std::move(w2_in), std::move(w2_out));
+    PipelineOptions o;
+    o.max_in_flight = max_in_flight;
+    auto exec = std::make_unique<PipelineExecutor>(rank0, kBlocks, kPageSize, 1, std::move(r0_out),
+                                                   std::move(r0_in), o);
+    exec->handshake();
+    return exec;
+  }
+  void join() {
+    if (t1.joinable()) t1.join();
+    if (t2.joinable()) t2.join();
+  }
+  static std::thread spawn(StageWorker& w, std::unique_ptr<transport::Link> in, std::unique_ptr<transport::Link> out) {
+    return std::thread([&w, in = std::move(in), out = std::move(out)]() mutable {
+      w.run(*in, *out);
+      out.reset();
+    });
+  }
+};
+
+class Collector {
+ public:
+  UpdateCallback callback(const std::string& id) {
+    return [this, id](const RequestUpdate& u) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto& r = results_[id];
+      for (const StreamEvent& e : u.tokens) r.tokens.push_back(e.token);
+      if (u.finished) {
+        r.finished = true;
+        r.error = u.error;
+        ++done_;
+        cv_.notify_all();
+      }
+    };
+  }
+  bool wait(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, 120s, [&] { return done_ >= n; });
+  }
+  struct Result {
+    std::vector<int32_t> tokens;
+    std::string error;
+    bool finished = false;
+  };
+  Result get(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return results_[id];
+  }
+  // Blocks until request `id` has `n` tokens.
+  void wait_tokens(const std::string& id, size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, 60s, [&] { return results_[id].tokens.size() >= n || results_[id].finished; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Result> results_;
+  int done_ = 0;
+};
+
+EngineConfig config() {
+  EngineConfig c;
+  c.threads = 1;
+  c.page_size = kPageSize;
+  c.kv_blocks = kBlocks;
+  c.max_num_seqs = 16;
+  c.prefill_chunk = 24;  // long prompts travel as several chunks
+  return c;
+}
+
+const char* const kSubjects[] = {"cats", "the sea", "winter", "coffee", "music", "the moon", "rivers", "trains"};
+
+std::vector<Request> requests(const Tokenizer& tok, int n) {
+  std::vector<Request> out;
+  for (int i = 0; i < n; ++i) {
+    Request r;
+    r.id = "r" + std::to_string(i);
+    std::string text = std::string("Write a few words about ") + kSubjects[i % 8] + ".";
+    for (int k = 0; k < i % 3; ++k) text += " Please be brief and use plain words, nothing fancy.";
+    r.prompt = tok.encode(text, false, false);
+    r.options.max_tokens = 4 + (i * 5) % 13;
+    r.options.ignore_eos = true;
+    r.options.sampling.temperature = 0.0f;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::map<std::string, std::vector<int32_t>> run_all(Engine& engine, const std::vector<Request>& reqs) {
+  Collector c;
+  for (const Request& r : reqs) engine.submit(r, c.callback(r.id));
+  EXPECT_TRUE(c.wait(static_cast<int>(reqs.size())));
+  std::map<std::string, std::vector<int32_t>> out;
+  for (const Request& r : reqs) {
+    const auto res = c.get(r.id);
+    EXPECT_TRUE(res.error.empty()) << res.error;
+    out[r.id] = res.tokens;
+  }
+  return out;
+}
+
+struct Models {
+  std::unique_ptr<Model> full, rank0;
+  std::unique_ptr<Tokenizer> tok;
+};
+
+Models& models() {
+  static Models* m = [] {
+    auto* s = new Models;
+    s->full = load_model(model_path());
+    s->rank0 = load_model(model_path(), shard(0, 10, true));
+    s->tok = Tokenizer::create(s->full->tokenizer_data());
+    return s;
+  }();
+  return *m;
+}
+
+TEST(EngineMicroBatches, SixteenStreamsOverThreeRanksMatchOneRank) {
+  Models& m = models();
+  const std::vector<Request> reqs = requests(*m.tok, 16);
+  std::map<std::string, std::vector<int32_t>> want;
+  {
+    Engine one(*m.full, *m.tok, config(), nullptr);
+    want = run_all(one, reqs);
+  }
+  for (int micro_batches : {3, 1}) {
+    WorkerThreads workers;
+    auto counting = std::make_unique<CountingExecutor>(workers.start(*m.rank0, 10, 10, micro_batches));
+    CountingExecutor* seen = counting.get();
+    std::map<std::string, std::vector<int32_t>> got;
+    int max_outstanding = 0, max_seqs = 0;
+    {
+      Engine ring(*m.rank0, *m.tok, config(), nullptr, std::move(counting));
+      got = run_all(ring, reqs);
+      max_outstanding = seen->max_outstanding();
+      max_seqs = seen->max_seqs();
+      EXPECT_TRUE(ring.stats().degraded.empty()) << ring.stats().degraded;
+    }
+    workers.join();
+    for (const Request& r : reqs) {
+      EXPECT_EQ(got[r.id], want[r.id]) << r.id << " with " << micro_batches << " micro-batches";
+      EXPECT_EQ(got[r.id].size(), static_cast<size_t>(r.options.max_tokens));
+    }
+    EXPECT_EQ(max_outstanding, micro_batches);
+    if (micro_batches == 3) {
+      EXPECT_LE(max_seqs, 6) << "16 sequences over 3 micro-batches: at most 6 each";
+    } else {
+      EXPECT_GT(max_seqs, 6) << "one micro-batch carries the whole running batch";
+    }
+  }
+}
+
+TEST(EngineMicroBatches, CancelWhileInTheRingLeavesOthersIntact) {
+  Models& m = models();
+  std::vector<Request> reqs = requests(*m.tok, 6);
+  for (Request& r : reqs) r.options.max_tokens = 12;
+  std::map<std::string, std::vector<int32_t>> want;
+  {
+    Engine one(*m.full, *m.tok, config(), nullptr);
+    want = run_all(one, reqs);
+  }
+  WorkerThreads workers;
+  {
+    Engine ring(*m.rank0, *m.tok, config(), nullptr, workers.start(*m.rank0, 10, 10, 3));
+    Collector c;
+    Request victim = reqs[0];
+    victim.id = "victim";
+    victim.options.max_tokens = 200;
+    ring.submit(victim, c.callback("victim"));
+    for (const Request& r : reqs) ring.submit(r, c.callback(r.id));
+    c.wait_tokens("victim", 3);
+    ring.cancel("victim");
+    ASSERT_TRUE(c.wait(7));
+    EXPECT_LT(c.get("victim").tokens.size(), 200u);
+    for (const Request& r : reqs) EXPECT_EQ(c.get(r.id).tokens, want[r.id]) << r.id;
+    for (int i = 0; i < 200 && ring.stats().kv_blocks_used > 0; ++i) std::this_thread::sleep_for(5ms);
+    EXPECT_EQ(ring.stats().kv_blocks_used, 0);
+  }
+  workers.join();
+}
+
+}  // namespace
+}  // namespace jarvis

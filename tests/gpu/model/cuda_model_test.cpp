@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <string>
 #include <thread>
@@ -242,10 +243,15 @@ struct Case {
   GpuDType dtype;
 };
 
-std::string case_name(const ::testing::TestParamInfo<Case>& info) {
-  const char* a = info.param.arch == Arch::kLlama ? "llama" : info.param.arch == Arch::kQwen2 ? "qwen2" : "gemma";
-  return std::string(a) + "_" + gpu_dtype_name(info.param.dtype);
+std::string case_text(const Case& c) {
+  const char* a = c.arch == Arch::kLlama ? "llama" : c.arch == Arch::kQwen2 ? "qwen2" : "gemma";
+  return std::string(a) + "_" + gpu_dtype_name(c.dtype);
 }
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) { return case_text(info.param); }
+
+// GoogleTest prints parameters through these (argument-dependent lookup): "GetParam() = llama_f16".
+void PrintTo(const Case& c, std::ostream* os) { *os << case_text(c); }
 
 class CudaModelSynthetic : public ::testing::TestWithParam<Case> {
  protected:
@@ -417,4 +423,7 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaModelSmolLm,
                          [](const ::testing::TestParamInfo<GpuDType>& i) { return gpu_dtype_name(i.param); });
 
 }  // namespace
+
+void PrintTo(GpuDType t, std::ostream* os) { *os << gpu_dtype_name(t); }
+
 }  // namespace jarvis

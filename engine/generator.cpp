@@ -5,6 +5,7 @@
 #include <climits>
 #include <string>
 
+#include "csrc/model/cpu_shard.h"
 #include "csrc/util/error.h"
 
 namespace jarvis {
@@ -33,14 +34,27 @@ double GenerationStats::decode_tokens_per_second() const {
 
 Generator::Generator(const Model& model, const Tokenizer& tokenizer, cpu::ThreadPool& pool, int num_blocks,
                      int page_size)
-    : model_(model), tokenizer_(tokenizer), pool_(pool), kv_(model.make_kv_cache(num_blocks, page_size)),
-      blocks_(num_blocks, page_size) {
-  const ShardSpec& s = model.shard();
-  if (s.first_layer != 0 || s.end_layer != model.config().n_layers || !s.has_embedding || !s.has_head) {
+    : Generator(std::make_unique<CpuShard>(model, num_blocks, page_size, pool), tokenizer) {}
+
+Generator::Generator(std::unique_ptr<ShardForward> owned, const Tokenizer& tokenizer)
+    : owned_(std::move(owned)), shard_(*owned_), tokenizer_(tokenizer),
+      blocks_(shard_.num_blocks(), shard_.page_size()) {
+  check_shard();
+}
+
+Generator::Generator(ShardForward& shard, const Tokenizer& tokenizer)
+    : shard_(shard), tokenizer_(tokenizer), blocks_(shard.num_blocks(), shard.page_size()) {
+  check_shard();
+}
+
+void Generator::check_shard() {
+  const ShardSpec& s = shard_.shard();
+  const ModelConfig& c = shard_.config();
+  if (s.first_layer != 0 || s.end_layer != c.n_layers || !s.has_embedding || !s.has_head) {
     throw InvalidArgument("Generator needs the whole model on one rank (embedding, all layers, head)");
   }
-  const int64_t cache_positions = static_cast<int64_t>(num_blocks) * page_size;
-  const int model_context = model.config().context_length > 0 ? model.config().context_length : INT32_MAX;
+  const int64_t cache_positions = static_cast<int64_t>(shard_.num_blocks()) * shard_.page_size();
+  const int model_context = c.context_length > 0 ? c.context_length : INT32_MAX;
   context_length_ = static_cast<int>(std::min<int64_t>(cache_positions, model_context));
 }
 
@@ -55,10 +69,10 @@ void Generator::step(const int32_t* tokens, int n, int start, float* logits) {
   slice.want_logits = logits != nullptr;
   batch.seqs.push_back(std::move(slice));
 
-  const int hidden = model_.config().hidden;
-  model_.embed(tokens, n, hidden_.data());
-  model_.forward_layers(batch, hidden_.data(), kv_, pool_);
-  if (logits) model_.compute_logits(hidden_.data() + static_cast<size_t>(n - 1) * hidden, 1, logits, pool_);
+  const int hidden = shard_.config().hidden;
+  shard_.embed(tokens, n, hidden_.data());
+  shard_.forward_layers(batch, hidden_.data());
+  if (logits) shard_.compute_logits(hidden_.data() + static_cast<size_t>(n - 1) * hidden, 1, logits);
 }
 
 GenerationResult Generator::generate(const std::vector<int32_t>& prompt, const GenerationOptions& options,
@@ -75,7 +89,7 @@ GenerationResult Generator::generate(const std::vector<int32_t>& prompt, const G
     throw InvalidArgument("the prompt has " + std::to_string(n_prompt) + " tokens, the context holds " +
                           std::to_string(context_length_));
   }
-  const int vocab = model_.config().vocab_size;
+  const int vocab = shard_.config().vocab_size;
   for (int32_t id : prompt) {
     if (id < 0 || id >= vocab) throw InvalidArgument("prompt token id " + std::to_string(id) + " outside the vocabulary");
   }
@@ -90,7 +104,7 @@ GenerationResult Generator::generate(const std::vector<int32_t>& prompt, const G
 
   blocks_.free(kSeqId);
   SequenceGuard guard{blocks_};
-  hidden_.resize(static_cast<size_t>(std::min(options.prefill_chunk, n_prompt)) * model_.config().hidden);
+  hidden_.resize(static_cast<size_t>(std::min(options.prefill_chunk, n_prompt)) * shard_.config().hidden);
   std::vector<float> logits(static_cast<size_t>(vocab));
 
   GenerationResult result;

@@ -5,11 +5,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "csrc/model/kv_cache.h"
 #include "csrc/model/model.h"
+#include "csrc/model/shard_forward.h"
 #include "csrc/sampling/sampler.h"
 #include "csrc/tokenizer/tokenizer.h"
 #include "engine/block_manager.h"
@@ -53,6 +55,9 @@ class Generator {
   // num_blocks pages of page_size tokens.
   Generator(const Model& model, const Tokenizer& tokenizer, cpu::ThreadPool& pool, int num_blocks,
             int page_size);
+  // The same on any backend (a GPU shard from make_cuda_shard): `shard` holds the KV cache and
+  // must hold every layer, the embedding and the head; it must outlive the generator.
+  Generator(ShardForward& shard, const Tokenizer& tokenizer);
 
   // Positions one sequence can use: the model's context length, bounded by the KV cache.
   int context_length() const { return context_length_; }
@@ -62,14 +67,15 @@ class Generator {
                             const TokenCallback& on_token = {});
 
  private:
+  Generator(std::unique_ptr<ShardForward> owned, const Tokenizer& tokenizer);
+  void check_shard();
   // Runs `n` tokens at positions [start, start + n) through the model; when `logits` is set,
   // writes the logits of the last one there.
   void step(const int32_t* tokens, int n, int start, float* logits);
 
-  const Model& model_;
+  std::unique_ptr<ShardForward> owned_;  // the CPU shard of the first constructor
+  ShardForward& shard_;
   const Tokenizer& tokenizer_;
-  cpu::ThreadPool& pool_;
-  KvCache kv_;
   BlockManager blocks_;
   int context_length_;
   std::vector<float> hidden_;

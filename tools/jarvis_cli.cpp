@@ -1,5 +1,5 @@
-// jarvis-cli: generate text from a prompt (or one chat message) with a local model on the CPU,
-// streaming tokens to stdout and printing speed figures to stderr.
+// jarvis-cli: generate text from a prompt (or one chat message) with a local model on the CPU or
+// one CUDA GPU (--device cuda:N), streaming tokens to stdout and printing speed figures to stderr.
 #include <CLI/CLI.hpp>
 #include <sys/resource.h>
 
@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "csrc/model/device.h"
 #include "csrc/model/model.h"
 #include "csrc/tokenizer/chat_template.h"
 #include "csrc/tokenizer/tokenizer.h"
@@ -41,6 +42,9 @@ struct Options {
   bool ignore_eos = false;
   jarvis::SamplingParams sampling;
   std::optional<uint64_t> seed;
+  std::string device = "cpu";
+  std::string gpu_dtype = "f16";
+  double gpu_memory_fraction = 0.9;
 };
 
 std::string token_text(const jarvis::Tokenizer& tok, int32_t id) {
@@ -69,6 +73,9 @@ int run(const Options& o) {
   if (o.ctx < 1) throw jarvis::InvalidArgument("--ctx must be >= 1");
   if (o.threads < 1) throw jarvis::InvalidArgument("--threads must be >= 1");
   o.sampling.validate();  // before the (slow) model load
+  const jarvis::DeviceSpec device = jarvis::parse_device(o.device);
+  const jarvis::GpuDType gpu_dtype = jarvis::parse_gpu_dtype(o.gpu_dtype);
+  if (device.is_cuda()) jarvis::check_cuda_device(device.index);  // before the (slow) model load
 
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<jarvis::Model> model = jarvis::load_model(o.model);
@@ -81,7 +88,26 @@ int run(const Options& o) {
 
   const int ctx = c.context_length > 0 ? std::min(o.ctx, c.context_length) : o.ctx;
   jarvis::cpu::ThreadPool pool(o.threads);
-  jarvis::Generator gen(*model, *tok, pool, (ctx + kPageSize - 1) / kPageSize, kPageSize);
+  const int num_blocks = (ctx + kPageSize - 1) / kPageSize;
+  std::unique_ptr<jarvis::ShardForward> gpu;
+  std::unique_ptr<jarvis::Generator> generator;
+  if (device.is_cuda()) {
+    jarvis::CudaShardOptions co;
+    co.device = device.index;
+    co.dtype = gpu_dtype;
+    co.gpu_memory_fraction = o.gpu_memory_fraction;
+    co.page_size = kPageSize;
+    co.num_blocks = num_blocks;
+    co.max_step_tokens = std::max(1, std::min(o.chunk, ctx));
+    const auto t1 = std::chrono::steady_clock::now();
+    gpu = jarvis::make_cuda_shard(*model, co);
+    std::fprintf(stderr, "device: %s, uploaded in %.2f s\n", gpu->device_name().c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
+    generator = std::make_unique<jarvis::Generator>(*gpu, *tok);
+  } else {
+    generator = std::make_unique<jarvis::Generator>(*model, *tok, pool, num_blocks, kPageSize);
+  }
+  jarvis::Generator& gen = *generator;
 
   const std::vector<int32_t> prompt = build_prompt(o, *model, *tok);
   jarvis::GenerationOptions g;
@@ -115,7 +141,7 @@ int main(int argc, char** argv) {
   Options o;
   jarvis::SamplingParams& sp = o.sampling;
   uint64_t seed = 0;
-  CLI::App app{"Generate text with a local model (GGUF file or HF directory) on the CPU"};
+  CLI::App app{"Generate text with a local model (GGUF file or HF directory) on the CPU or a CUDA GPU"};
   app.add_option("-m,--model", o.model, "GGUF file or HF model directory")->capture_default_str();
   auto* prompt_opt = app.add_option("-p,--prompt", o.prompt, "raw text to continue");
   auto* chat_opt = app.add_option("--chat", o.chat, "one user message, formatted with the model's chat template");
@@ -135,6 +161,12 @@ int main(int argc, char** argv) {
   app.add_option("-t,--threads", o.threads, "CPU threads")->capture_default_str();
   app.add_option("--ctx", o.ctx, "context size in tokens (KV cache size; capped by the model)")->capture_default_str();
   app.add_option("--chunk", o.chunk, "prefill chunk size in tokens")->capture_default_str();
+  app.add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--gpu-dtype", o.gpu_dtype, "weights and activations on the GPU: f16, bf16 or f32 (debugging)")
+      ->capture_default_str();
+  app.add_option("--gpu-memory-fraction", o.gpu_memory_fraction,
+                 "most of the GPU's free memory (after weights) the KV cache may take")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -4,7 +4,9 @@
 // previous rank closes the ring. Startup order, the same on every rank so any start order works:
 // listen, connect downstream (retrying until --connect-timeout), accept upstream. Then the
 // rendezvous (engine/cluster/rendezvous.h) goes round the ring: every rank proves it runs this
-// engine version on the same model file before any step is run.
+// engine version on the same model file before any step is run. --device cuda:N runs the layers
+// on a GPU (csrc/cuda/); hidden states still cross the links in host memory, so CPU and GPU ranks
+// mix in one ring.
 // --cluster FILE: everything else (model, layers, addresses, KV blocks, link shapes) comes from
 // the cluster file (engine/cluster/rank_setup.h); the rank from --rank, --node, the launcher's
 // environment (mpirun/srun) or the host name (engine/cluster/role.h).
@@ -17,6 +19,7 @@
 #include <optional>
 #include <string>
 
+#include "csrc/model/device.h"
 #include "csrc/model/model.h"
 #include "csrc/util/error.h"
 #include "engine/cluster/model_identity.h"
@@ -59,6 +62,8 @@ int main(int argc, char** argv) {
   double connect_timeout_s = 60;
   int rank = -1, ranks = 0;
   std::string link_delay, link_jitter, link_bandwidth;
+  std::string device_name = "cpu", gpu_dtype = "f16";
+  double gpu_memory_fraction = 0.9;
   app.add_option("--cluster", cluster_file,
                  "cluster file: model, layers, addresses, KV blocks and link shapes come from it");
   app.add_option("--node", node, "with --cluster: this rank's node name (instead of --rank)");
@@ -78,6 +83,12 @@ int main(int argc, char** argv) {
                  "one-way delay per link, e.g. '1-2:2ms,*:1ms' or '1ms' (shapes what this rank sends)");
   app.add_option("--link-jitter", link_jitter, "jitter per link, e.g. '1-2:500us'");
   app.add_option("--link-bandwidth", link_bandwidth, "bandwidth cap per link, e.g. '1-2:100mbit'");
+  app.add_option("--device", device_name, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--gpu-dtype", gpu_dtype, "weights and activations on the GPU: f16, bf16 or f32")
+      ->capture_default_str();
+  app.add_option("--gpu-memory-fraction", gpu_memory_fraction,
+                 "most of the GPU's free memory (after weights) the KV cache may take")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -139,8 +150,27 @@ int main(int argc, char** argv) {
     if (setup.shard.has_embedding || setup.shard.has_head) {
       throw jarvis::InvalidArgument("jarvis-worker runs middle/last layers only; head and tail stay on rank 0");
     }
+    const jarvis::DeviceSpec device = jarvis::parse_device(device_name);
+    const jarvis::GpuDType dtype = jarvis::parse_gpu_dtype(gpu_dtype);
+    if (device.is_cuda()) jarvis::check_cuda_device(device.index);  // before the (slow) model load
     std::unique_ptr<jarvis::Model> model = jarvis::load_model(setup.model_path, setup.shard);
-    jarvis::StageWorker worker(*model, static_cast<int>(setup.kv_blocks), setup.page_size, threads);
+    std::unique_ptr<jarvis::ShardForward> gpu;
+    std::unique_ptr<jarvis::StageWorker> worker_ptr;
+    if (device.is_cuda()) {
+      jarvis::CudaShardOptions co;
+      co.device = device.index;
+      co.dtype = dtype;
+      co.gpu_memory_fraction = gpu_memory_fraction;
+      co.page_size = setup.page_size;
+      co.num_blocks = static_cast<int>(setup.kv_blocks);  // rank 0's block ids index this cache directly
+      gpu = jarvis::make_cuda_shard(*model, co);
+      std::fprintf(stderr, "jarvis-worker: layers on %s\n", gpu->device_name().c_str());
+      worker_ptr = std::make_unique<jarvis::StageWorker>(*gpu);
+    } else {
+      worker_ptr = std::make_unique<jarvis::StageWorker>(*model, static_cast<int>(setup.kv_blocks), setup.page_size,
+                                                         threads);
+    }
+    jarvis::StageWorker& worker = *worker_ptr;
 
     const jarvis::transport::UcxOptions opts = jarvis::ring_ucx_options(
         setup.all_loopback, std::chrono::milliseconds(static_cast<int64_t>(connect_timeout_s * 1000)));

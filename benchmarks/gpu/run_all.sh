@@ -2,9 +2,11 @@
 # One-shot GPU check for a fresh GPU machine (meant for a 30-minute lease, done in < 10 minutes):
 #   1. GPU model, driver, date;
 #   2. build the CUDA kernels, jarvis_gpu_tests and the attention benchmark (archs 80 and 90);
-#   3. run the GPU tests (ctest -L gpu, or the test binary directly on the fallback build);
+#   3. run the GPU tests (ctest -L gpu, or the test binaries directly on the fallback build): the
+#      kernels against the CPU backend, and the model on the GPU (csrc/cuda/) against the CPU Model;
 #   4. compute-sanitizer memcheck and racecheck on a small subset of the GPU tests;
-#   5. the attention benchmark.
+#   5. jarvis-cli greedy text on the CPU and the GPU side by side (CMake build only);
+#   6. the attention benchmark.
 # Everything goes to $OUT when set (the device tool brings it back), else build/gpu-results.
 #
 # Build paths. The GPU machines of this workplace reach no package registry, so nothing is
@@ -15,6 +17,12 @@
 # dev machine `mkdir -p .gtest && cp -r /usr/src/googletest/. .gtest/ && echo /.gtest/ >>
 # .git/info/exclude`, then name `.gtest` in the run's carry list). JARVIS_GPU_DIRECT=1 forces the
 # direct build; JOBS sets the parallelism (16).
+#
+# The model tests (tests/gpu/model/) also need csrc/ (direct build: nlohmann/json.hpp) and a
+# model file; the default model (98 MB) is more than a run carries (64 MiB). On the dev machine,
+# `benchmarks/gpu/prepare_carry.sh` fills .gpu-deps/ (ignored) with GoogleTest, nlohmann/json and
+# an 8-layer copy of SmolLM2 (50 MB, scripts/truncate_gguf.py); name `.gpu-deps` in carry.
+# Without a model file the SmolLM2 tests skip, saying so; the synthetic-model tests still run.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -24,6 +32,12 @@ exec > >(tee "$RES/run_all.log") 2>&1
 JOBS=${JOBS:-16}
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 start_s=$(date +%s)
+DEPS=$ROOT/.gpu-deps
+if [ -z "${JARVIS_TEST_MODEL:-}" ]; then
+  for m in "$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$DEPS"/*.gguf; do
+    [ -f "$m" ] && { export JARVIS_TEST_MODEL=$m; break; }
+  done
+fi
 step() { echo; echo "=== $* ($(($(date +%s) - start_s)) s)"; }
 status=0
 
@@ -36,15 +50,19 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_ver
 step "build"
 BUILD=$ROOT/build-gpu
 TESTS=""
+MODEL_TESTS=""
+CLI=""
 BENCH=""
 GEN=Ninja
 command -v ninja >/dev/null || GEN="Unix Makefiles"
 if [ -z "${JARVIS_GPU_DIRECT:-}" ] && cmake -S "$ROOT" -B "$BUILD" -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DJARVIS_CUDA=ON \
      -DCMAKE_CUDA_COMPILER="$NVCC" "-DCMAKE_CUDA_ARCHITECTURES=80;90" -DJARVIS_FUZZ=OFF \
      -DJARVIS_PYTHON="$(command -v python3)" >"$RES/configure.log" 2>&1; then
-  if cmake --build "$BUILD" -j "$JOBS" --target jarvis_gpu_tests jarvis-gpu-attention-bench \
-       >"$RES/build.log" 2>&1; then
+  if cmake --build "$BUILD" -j "$JOBS" --target jarvis_gpu_tests jarvis_gpu_model_tests jarvis-cli \
+       jarvis-gpu-attention-bench >"$RES/build.log" 2>&1; then
     TESTS=$BUILD/bin/jarvis_gpu_tests
+    MODEL_TESTS=$BUILD/bin/jarvis_gpu_model_tests
+    CLI=$BUILD/bin/jarvis-cli
     BENCH=$BUILD/bin/jarvis-gpu-attention-bench
   else
     echo "CMake build FAILED (tail of build.log):"; tail -40 "$RES/build.log"; status=1
@@ -60,16 +78,33 @@ else
   BUILD=$ROOT/build-gpu-direct
   mkdir -p "$BUILD/obj"
   G=""
-  for cand in "${GTEST_SRC:-}" /usr/src/googletest "$ROOT/.gtest"; do
+  for cand in "${GTEST_SRC:-}" /usr/src/googletest "$ROOT/.gtest" "$DEPS/googletest"; do
     [ -n "$cand" ] && [ -f "$cand/googletest/src/gtest-all.cc" ] && { G=$cand/googletest; break; }
   done
   CXXFLAGS="-std=c++17 -O2 -I$ROOT -I/usr/local/cuda/include -pthread -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter"
   NVFLAGS="-std=c++17 -O3 -I$ROOT -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90"
   NVFLAGS="$NVFLAGS -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror"
+  # csrc/ for the model tests: warnings are CI's business (CMake build), not a reason to lose a
+  # GPU run to another compiler version's new warning.
+  # (No string macros here: xargs and sh -c would strip their quotes; JARVIS_TEST_MODEL names the model.)
+  MFLAGS="-std=c++17 -O2 -I$ROOT -I/usr/local/cuda/include -pthread"
+  [ -f /usr/include/nlohmann/json.hpp ] || MFLAGS="$MFLAGS -isystem $DEPS/include"
   {
     for f in "$ROOT"/kernels/*.cpp "$ROOT"/kernels/cpu/*.cpp; do echo "g++ $CXXFLAGS -c $f -o $BUILD/obj/k_$(basename "$f").o"; done
     for f in "$ROOT"/kernels/cuda/*.cu; do echo "$NVCC $NVFLAGS -c $f -o $BUILD/obj/cu_$(basename "$f").o"; done
-    for f in "$ROOT"/tests/gpu/*_test.cpp; do echo "g++ $CXXFLAGS -isystem $G/include -c $f -o $BUILD/obj/t_$(basename "$f").o"; done
+    for f in "$ROOT"/kernels/cuda/*.cpp; do echo "g++ $CXXFLAGS -c $f -o $BUILD/obj/kc_$(basename "$f").o"; done
+    # The NCCL link test needs transport/ and NCCL: CMake build only.
+    for f in "$ROOT"/tests/gpu/*_test.cpp; do
+      [ "$(basename "$f")" = nccl_link_test.cpp ] && continue
+      echo "g++ $CXXFLAGS -isystem $G/include -c $f -o $BUILD/obj/t_$(basename "$f").o"
+    done
+    find "$ROOT/csrc" -name '*.cpp' ! -name no_cuda.cpp | while read -r f; do
+      rel=${f#"$ROOT"/csrc/}
+      echo "g++ $MFLAGS -c $f -o $BUILD/obj/m_${rel//\//_}.o"
+    done
+    for f in "$ROOT"/tests/gpu/model/*_test.cpp; do
+      echo "g++ $MFLAGS -isystem $G/include -c $f -o $BUILD/obj/tm_$(basename "$f").o"
+    done
     echo "g++ $CXXFLAGS -c $ROOT/benchmarks/gpu/attention_bench.cpp -o $BUILD/obj/b_attention_bench.o"
     if [ -n "$G" ]; then
       echo "g++ -std=c++17 -O2 -pthread -isystem $G/include -I$G -c $G/src/gtest-all.cc -o $BUILD/obj/g_gtest_all.o"
@@ -82,8 +117,8 @@ else
     status=1
   fi
   if xargs -P "$JOBS" -I{} sh -c '{}' <"$BUILD/commands.txt" >"$RES/build.log" 2>&1; then
-    LIBS="-L/usr/local/cuda/lib64 -lcudart -pthread"
-    K_OBJS=$(ls "$BUILD"/obj/k_*.o "$BUILD"/obj/cu_*.o)
+    LIBS="-L/usr/local/cuda/lib64 -lcublas -lcudart -pthread"
+    K_OBJS=$(ls "$BUILD"/obj/k_*.o "$BUILD"/obj/cu_*.o "$BUILD"/obj/kc_*.o)
     mkdir -p "$BUILD/bin"
     # shellcheck disable=SC2086
     g++ -o "$BUILD/bin/jarvis-gpu-attention-bench" "$BUILD/obj/b_attention_bench.o" $K_OBJS $LIBS >>"$RES/build.log" 2>&1 &&
@@ -92,12 +127,17 @@ else
       # shellcheck disable=SC2086
       g++ -o "$BUILD/bin/jarvis_gpu_tests" "$BUILD"/obj/t_*.o $K_OBJS "$BUILD"/obj/g_gtest_all.o \
         "$BUILD"/obj/g_gtest_main.o $LIBS >>"$RES/build.log" 2>&1 && TESTS=$BUILD/bin/jarvis_gpu_tests
+      # shellcheck disable=SC2086
+      g++ -o "$BUILD/bin/jarvis_gpu_model_tests" "$BUILD"/obj/tm_*.o "$BUILD"/obj/m_*.o $K_OBJS \
+        "$BUILD"/obj/g_gtest_all.o "$BUILD"/obj/g_gtest_main.o $LIBS >>"$RES/build.log" 2>&1 &&
+        MODEL_TESTS=$BUILD/bin/jarvis_gpu_model_tests
     fi
   else
     echo "direct build FAILED (tail of build.log):"; tail -40 "$RES/build.log"; status=1
   fi
 fi
-echo "tests: ${TESTS:-none}  bench: ${BENCH:-none}"
+echo "tests: ${TESTS:-none}  model tests: ${MODEL_TESTS:-none}  bench: ${BENCH:-none}"
+echo "model file for the SmolLM2 GPU tests: ${JARVIS_TEST_MODEL:-none (those tests skip)}"
 
 if [ -n "$TESTS" ]; then
   step "GPU tests"
@@ -114,7 +154,7 @@ if [ -n "$TESTS" ]; then
   if [ -n "$SAN" ]; then
     # A small subset: sanitizers slow kernels 10-100x. f16 covers the 16-bit load paths, f32 the others.
     SUBSET='*CudaAttention.MixedBatch*/f16:*CudaAttention.SplitKv*/f32:*CudaAttention.SmolLm*/bf16'
-    SUBSET="$SUBSET:*CudaAttention.Rope*/f16:*CudaAttention.Embedding*/f16:*CudaKernels.*/f16"
+    SUBSET="$SUBSET:*CudaAttention.Rope*/f16:*CudaAttention.Embedding*/f16:*CudaKernels.*/f16:*CudaGlue.*/f16"
     for tool in memcheck racecheck; do
       step "compute-sanitizer --tool $tool"
       timeout 150 "$SAN" --tool "$tool" --error-exitcode 9 "$TESTS" --gtest_filter="$SUBSET" --gtest_color=no \
@@ -127,6 +167,35 @@ if [ -n "$TESTS" ]; then
   else
     echo "compute-sanitizer not found: sanitizer runs skipped"
   fi
+fi
+
+# $OUT brings back at most 8 files: the model tests' logs go into the kernel tests' files.
+if [ -n "$MODEL_TESTS" ]; then
+  step "GPU model tests (CUDA shard vs CPU Model)"
+  { echo; echo "=== $MODEL_TESTS"; } >>"$RES/gpu_tests.log"
+  timeout 300 "$MODEL_TESTS" --gtest_color=no >>"$RES/gpu_tests.log" 2>&1 || status=1
+  sed -n "\|=== $MODEL_TESTS|,\$p" "$RES/gpu_tests.log" |
+    grep -E -A3 "^\[ *(OK|FAILED|info) *\]|Failure$|Skipped$" | tail -60
+  if [ -n "${SAN:-}" ]; then
+    step "compute-sanitizer --tool memcheck on the model tests"
+    timeout 150 "$SAN" --tool memcheck --error-exitcode 9 "$MODEL_TESTS" --gtest_color=no \
+      --gtest_filter='*MixedStepsMatchCpu/llama_f16:*TailShardMatchesCpu/qwen2_f16' \
+      >>"$RES/sanitizer_memcheck.log" 2>&1
+    rc=$?
+    tail -6 "$RES/sanitizer_memcheck.log"
+    echo "compute-sanitizer memcheck (model) exit code: $rc"
+    [ $rc -eq 0 ] || status=1
+  fi
+fi
+
+if [ -n "$CLI" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then
+  step "jarvis-cli greedy text: CPU, then GPU f32 and f16"
+  for dev in "cpu" "cuda:0 --gpu-dtype f32" "cuda:0 --gpu-dtype f16"; do
+    echo "--- --device $dev"
+    # shellcheck disable=SC2086
+    timeout 120 "$CLI" -m "$JARVIS_TEST_MODEL" -p "The capital of France is" -n 24 --temperature 0 \
+      --device $dev 2>&1 || status=1
+  done
 fi
 
 if [ -n "$BENCH" ]; then

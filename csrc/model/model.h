@@ -29,6 +29,9 @@ class Model {
   const ModelWeights& weights() const { return weights_; }
   const TokenizerData& tokenizer_data() const { return tokenizer_; }
   int n_shard_layers() const { return shard_.end_layer - shard_.first_layer; }
+  // RoPE inverse frequencies [rope_dim / 2], scaling applied: what other backends build their
+  // cos/sin tables from, so every backend rotates by the same angles.
+  const std::vector<double>& rope_inv_freq() const { return rope_inv_freq_; }
 
   // A KV cache sized for this shard's layers.
   KvCache make_kv_cache(int num_blocks, int page_size) const;

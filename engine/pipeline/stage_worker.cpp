@@ -4,6 +4,7 @@
 #include <exception>
 #include <optional>
 
+#include "csrc/model/cpu_shard.h"
 #include "engine/pipeline/ring_stats.h"
 #include "transport/rtt.h"
 
@@ -15,17 +16,24 @@ using transport::Message;
 using transport::MessageType;
 
 StageWorker::StageWorker(const Model& model, int num_blocks, int page_size, int threads)
-    : model_(model),
-      pool_(threads),
-      kv_(model.make_kv_cache(num_blocks, page_size)),
+    : pool_(std::make_unique<cpu::ThreadPool>(threads)),
+      owned_(std::make_unique<CpuShard>(model, num_blocks, page_size, *pool_)),
+      shard_(*owned_),
       is_last_(model.shard().end_layer == model.config().n_layers) {
   limits_.hidden = model.config().hidden;
   limits_.num_blocks = num_blocks;
   limits_.page_size = page_size;
 }
 
+StageWorker::StageWorker(ShardForward& shard)
+    : shard_(shard), is_last_(shard.shard().end_layer == shard.config().n_layers) {
+  limits_.hidden = shard.config().hidden;
+  limits_.num_blocks = shard.num_blocks();
+  limits_.page_size = shard.page_size();
+}
+
 void StageWorker::check_hello(const StageHello& h) const {
-  const ModelConfig& c = model_.config();
+  const ModelConfig& c = shard_.config();
   if (h.n_layers != c.n_layers || h.hidden != c.hidden) {
     throw InvalidArgument("model mismatch: the ring's model has " + std::to_string(h.n_layers) + " layers of width " +
                           std::to_string(h.hidden) + ", this rank's " + std::to_string(c.n_layers) + " of " +
@@ -36,10 +44,10 @@ void StageWorker::check_hello(const StageHello& h) const {
                           std::to_string(h.page_size) + " tokens, this rank " + std::to_string(limits_.num_blocks) +
                           " of " + std::to_string(limits_.page_size) + " (--kv-blocks and --page-size must match)");
   }
-  if (h.ranges.back().second != model_.shard().first_layer) {
+  if (h.ranges.back().second != shard_.shard().first_layer) {
     throw InvalidArgument("layers do not follow on: the previous rank ends at layer " +
                           std::to_string(h.ranges.back().second) + ", this rank starts at " +
-                          std::to_string(model_.shard().first_layer));
+                          std::to_string(shard_.shard().first_layer));
   }
 }
 
@@ -52,8 +60,8 @@ StageWorkerResult StageWorker::run(Link& in, Link& out) {
     res.ok = false;
     res.reason = why;
     try {
-      out.send(encode_stage_error(step_id, "layers [" + std::to_string(model_.shard().first_layer) + ", " +
-                                               std::to_string(model_.shard().end_layer) + "): " + why));
+      out.send(encode_stage_error(step_id, "layers [" + std::to_string(shard_.shard().first_layer) + ", " +
+                                               std::to_string(shard_.shard().end_layer) + "): " + why));
     } catch (const std::exception&) {
     }
     return res;
@@ -84,7 +92,7 @@ StageWorkerResult StageWorker::run(Link& in, Link& out) {
       if (rec.kind == StageKind::kStep) {
         if (rec.trimmed) throw InvalidArgument("a trimmed step (rows only) reached a rank with layers to run");
         const auto t0 = std::chrono::steady_clock::now();
-        model_.forward_layers(rec.batch, rec.hidden.data(), kv_, pool_);
+        shard_.forward_layers(rec.batch, rec.hidden.data());
         res.stats.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         ++res.stats.steps;
         res.stats.tokens += rec.hidden.size() / static_cast<size_t>(rec.hidden_size);
@@ -108,13 +116,13 @@ StageWorkerResult StageWorker::run(Link& in, Link& out) {
         // This rank's position is its place in the round: rank 0 sent it empty, workers append.
         const auto busy = std::chrono::duration_cast<std::chrono::nanoseconds>(
             std::chrono::duration<double>(res.stats.compute_seconds));
-        rec.stats.push_back(make_rank_stats(static_cast<uint32_t>(rec.stats.size() + 1), model_.shard().first_layer,
-                                            model_.shard().end_layer, res.stats.steps, res.stats.tokens, busy,
+        rec.stats.push_back(make_rank_stats(static_cast<uint32_t>(rec.stats.size() + 1), shard_.shard().first_layer,
+                                            shard_.shard().end_layer, res.stats.steps, res.stats.tokens, busy,
                                             std::chrono::steady_clock::now() - started, &in, &out));
         m->payload = encode_stage_stats(rec.step_id, rec.stats);
       } else if (rec.kind == StageKind::kHello) {
         check_hello(rec.hello);
-        rec.hello.ranges.emplace_back(model_.shard().first_layer, model_.shard().end_layer);
+        rec.hello.ranges.emplace_back(shard_.shard().first_layer, shard_.shard().end_layer);
         m->payload = encode_stage_hello(rec.step_id, rec.hello);
       }
       // kError from upstream travels on unchanged; the upstream rank then closes, ending this loop.

@@ -15,10 +15,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "csrc/model/model.h"
+#include "csrc/model/shard_forward.h"
 #include "engine/pipeline/stage_message.h"
 #include "kernels/cpu/thread_pool.h"
 #include "transport/link.h"
@@ -42,6 +44,9 @@ class StageWorker {
  public:
   // `model` holds layers [first, end) and is used by this worker only while run() runs.
   StageWorker(const Model& model, int num_blocks, int page_size, int threads);
+  // The same over any backend (a GPU shard from make_cuda_shard), which holds the KV cache: its
+  // num_blocks and page_size must be rank 0's. `shard` must outlive the worker.
+  explicit StageWorker(ShardForward& shard);
 
   // Handles records until the input link closes or breaks (a clean end: the ring is shutting
   // down), stop() is called, or something fails. On a failure it sends a kError record downstream
@@ -57,9 +62,9 @@ class StageWorker {
  private:
   void check_hello(const StageHello& hello) const;  // throws InvalidArgument saying what differs
 
-  const Model& model_;
-  cpu::ThreadPool pool_;
-  KvCache kv_;
+  std::unique_ptr<cpu::ThreadPool> pool_;  // the CPU shard's (first constructor)
+  std::unique_ptr<ShardForward> owned_;    // likewise
+  ShardForward& shard_;
   StageLimits limits_;
   bool is_last_;                 // holds the model's last layer: trims steps to their rows
   std::vector<float> selected_;  // the trimmed rows

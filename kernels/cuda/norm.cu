@@ -44,6 +44,18 @@ __global__ void rmsnorm_kernel(const T* __restrict__ x,      // [rows, cols]
   }
 }
 
+template <typename T>
+__global__ void rmsnorm_f32_in_kernel(const float* __restrict__ x,  // [rows, cols]
+                                      const float* __restrict__ w,  // [cols]
+                                      T* __restrict__ out,          // [rows, cols]
+                                      int64_t cols, float eps) {
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * cols;
+  float sum_sq = 0.0f;
+  for (int64_t c = threadIdx.x; c < cols; c += kThreads) sum_sq += x[base + c] * x[base + c];
+  const float inv_rms = rsqrtf(block_sum(sum_sq) / static_cast<float>(cols) + eps);
+  for (int64_t c = threadIdx.x; c < cols; c += kThreads) out[base + c] = from_float<T>(x[base + c] * inv_rms * w[c]);
+}
+
 template <bool kAddResidual>
 cudaError_t launch(DType dtype, const void* x, void* residual, const float* weight, void* out,
                    int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
@@ -60,6 +72,18 @@ cudaError_t launch(DType dtype, const void* x, void* residual, const float* weig
 }
 
 }  // namespace
+
+cudaError_t rmsnorm_f32_in(DType out_dtype, const float* x, const float* weight, void* out, int64_t rows,
+                           int64_t cols, float eps, cudaStream_t stream) {
+  if (rows < 0 || cols <= 0 || rows > 0x7fffffff || !x || !weight || !out) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  return dispatch_dtype(out_dtype, [&](auto tag) {
+    using T = decltype(tag);
+    rmsnorm_f32_in_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, weight, static_cast<T*>(out),
+                                                                                   cols, eps);
+    return cudaGetLastError();
+  });
+}
 
 cudaError_t rmsnorm(DType dtype, const void* x, const float* weight, void* out, int64_t rows,
                     int64_t cols, float eps, cudaStream_t stream) {

@@ -1,0 +1,99 @@
+// One rank's shard on a CUDA GPU: the CPU Model's forward pass (csrc/model/model.cpp and
+// llama_block.cpp, the reference it is tested against) over device weights and a device KV cache.
+//
+// Precision: matrices, activations and KV pages in fp16 / bf16 (or fp32 for debugging), every
+// GEMM and reduction accumulating in fp32. The residual stream (the hidden state between blocks)
+// stays fp32 on the device, as on the CPU: the o_proj and down_proj GEMMs add into it directly
+// (beta = 1), so no layer rounds it to 16 bits.
+//
+// Per layer:  norm = rmsnorm(h)            (fp32 in, dtype out)
+//             q,k,v = norm · Wq,Wk,Wvᵀ [+ b]  (cuBLAS; qwen2 bias added after)
+//             rope(q) in place; rope(k), v -> pages (one fused kernel, slot mapping)
+//             attn = paged_attention(q, pages)
+//             h += attn · Woᵀ                (cuBLAS, fp32 out, beta = 1)
+//             norm = rmsnorm(h); g = act(norm · Wgateᵀ) * (norm · Wupᵀ); h += g · Wdownᵀ
+// Host <-> device copies happen only at the calls' boundaries (tokens and hidden states in,
+// hidden states and logits out) and for the step metadata (positions, block tables).
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "csrc/cuda/cuda_weights.h"
+#include "csrc/cuda/device_memory.h"
+#include "csrc/model/device.h"
+#include "csrc/model/model.h"
+#include "csrc/model/shard_forward.h"
+#include "kernels/cuda/attention.h"
+
+namespace jarvis {
+
+class CudaModel : public ShardForward {
+ public:
+  // Uploads model's shard to options.device and sizes the KV cache (see CudaShardOptions).
+  CudaModel(const Model& model, const CudaShardOptions& options);
+
+  const ModelConfig& config() const override { return config_; }
+  const ShardSpec& shard() const override { return shard_; }
+  int num_blocks() const override { return num_blocks_; }
+  int page_size() const override { return page_size_; }
+  std::string device_name() const override { return device_name_; }
+
+  void embed(const int32_t* tokens, int n, float* hidden) override;
+  void forward_layers(const BatchView& batch, float* hidden) override;
+  void compute_logits(const float* hidden, int n_rows, float* logits) override;
+
+  size_t weight_bytes() const { return weights_.bytes; }
+  size_t kv_bytes() const { return kv_.bytes(); }
+
+ private:
+  int n_layers() const { return shard_.end_layer - shard_.first_layer; }
+  size_t elem() const { return dtype_ == cuda::DType::kF32 ? 4 : 2; }
+  void* kv_pages(int layer, int which) const;  // which: 0 = K, 1 = V
+  void reserve(int n_tokens);
+  void allocate_kv(const CudaShardOptions& options);
+  // Host-side checks and metadata of a step (as Model::forward_layers); returns total tokens.
+  int plan_step(const BatchView& batch);
+  void layer_forward(int layer, int n);
+
+  ModelConfig config_;
+  ShardSpec shard_;
+  cuda::DType dtype_;
+  int device_ = 0;
+  std::string device_name_;
+  int num_sms_ = 0;
+
+  CudaStream stream_;
+  CublasHandle cublas_;
+  CudaWeights weights_;
+  DeviceBuffer inv_freq_;  // [rope_dim / 2] double, Model::rope_inv_freq()
+  DeviceBuffer kv_;        // [n_layers][K, V][num_blocks, page_size, n_kv_heads, head_dim] of dtype
+  int num_blocks_ = 0;
+  int page_size_ = 0;
+
+  // Forward calls are serialised (as on the CPU): they share the scratch below, kept between
+  // calls so decode steps do not allocate.
+  std::mutex mu_;
+  int reserved_tokens_ = 0;
+  DeviceBuffer hidden_;           // [n, hidden] f32: the residual stream
+  DeviceBuffer norm_;             // [n, hidden] dtype
+  DeviceBuffer q_, attn_;         // [n, q_dim] dtype
+  DeviceBuffer k_, v_;            // [n, kv_dim] dtype
+  DeviceBuffer gate_, up_;        // [n, ffn] dtype
+  DeviceBuffer logits_;           // [rows, vocab] f32
+  DeviceBuffer tokens_;           // [n] int32
+  DeviceBuffer positions_;        // [n] int32
+  DeviceBuffer slots_;            // [n] int64
+  DeviceBuffer cos_sin_;          // [n, rope_dim / 2, 2] f32
+  DeviceBuffer seq_meta_;         // int32 [token_offset | n_tokens | start_pos][n_seqs], block tables
+  DeviceBuffer attn_workspace_;   // split-KV partials
+
+  // Host copies of the step metadata (reused between steps).
+  std::vector<int32_t> h_positions_, h_meta_;
+  std::vector<int64_t> h_slots_;
+  cuda::PagedAttentionParams attn_params_;
+};
+
+}  // namespace jarvis

@@ -1,0 +1,38 @@
+// One rank's shard of the model on one device, with its KV cache: the three calls of a forward
+// step at the pipeline boundaries (embed at the head, the shard's layers, logits at the tail).
+// Hidden states and logits cross this interface in host memory as float, so a shard on a GPU
+// and a shard on a CPU are interchangeable in a ring (the copies happen at these boundaries).
+// Implementations: CpuShard (csrc/model/cpu_shard.h) and the CUDA model (csrc/cuda/cuda_model.h,
+// made through make_cuda_shard in csrc/model/device.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "csrc/model/config.h"
+#include "csrc/model/kv_cache.h"
+
+namespace jarvis {
+
+class ShardForward {
+ public:
+  virtual ~ShardForward() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  virtual const ShardSpec& shard() const = 0;  // end_layer resolved
+  virtual int num_blocks() const = 0;          // KV cache pages the block manager may hand out
+  virtual int page_size() const = 0;
+  virtual std::string device_name() const = 0;  // "cpu", "cuda:0 (NVIDIA H100 ...)"
+
+  // hidden[n, hidden] = embedding rows of tokens (times embedding_scale). Needs has_embedding;
+  // InvalidArgument for a token id outside the vocabulary.
+  virtual void embed(const int32_t* tokens, int n, float* hidden) = 0;
+  // The shard's layers over hidden[batch.total_tokens(), hidden] in place, writing the new
+  // tokens' K/V into the pages of each slice's block table (InvalidArgument when a table does not
+  // cover its slice or names a block outside the cache).
+  virtual void forward_layers(const BatchView& batch, float* hidden) = 0;
+  // logits[n_rows, vocab] of hidden rows (final norm + lm_head). Needs has_head.
+  virtual void compute_logits(const float* hidden, int n_rows, float* logits) = 0;
+};
+
+}  // namespace jarvis

@@ -74,9 +74,19 @@ build
 
 case "$MODE" in
   run)
-    log "run: $BUILD_DIR/bin/jarvis-serve on $DEFAULT_MODEL (OpenAI API on http://127.0.0.1:8000/v1)"
+    # The main job: the default model split over 3 local pipeline ranks, unless the caller chose
+    # the ranks (--ranks N) or a cluster file (--cluster F).
+    RANKS_ARGS=(--ranks 3)
+    for a in "$@"; do
+      case "$a" in --ranks|--ranks=*|--cluster|--cluster=*) RANKS_ARGS=() ;; esac
+    done
+    MODEL_ARGS=(--model "$DEFAULT_MODEL")
+    for a in "$@"; do
+      case "$a" in --model|--model=*|-m|--cluster|--cluster=*) MODEL_ARGS=() ;; esac
+    done
+    log "run: $BUILD_DIR/bin/jarvis-serve ${MODEL_ARGS[*]} ${RANKS_ARGS[*]} $* (OpenAI API on http://127.0.0.1:8000/v1)"
     log "try: curl localhost:8000/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'"
-    exec "$BUILD_DIR/bin/jarvis-serve" --model "$DEFAULT_MODEL" "$@"
+    exec "$BUILD_DIR/bin/jarvis-serve" "${MODEL_ARGS[@]}" "${RANKS_ARGS[@]}" "$@"
     ;;
   chat)
     exec "$BUILD_DIR/bin/jarvis-cli" -m "$DEFAULT_MODEL" --chat "${*:-What is the capital of France?}"

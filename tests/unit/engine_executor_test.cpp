@@ -12,11 +12,14 @@
 
 #include "engine/engine.h"
 #include "engine/step_runner.h"
+#include "engine_collector.h"
 
 namespace jarvis {
 namespace {
 
 using namespace std::chrono_literals;
+using engine_test::Collector;
+using engine_test::Result;
 
 struct Shared {
   std::unique_ptr<Model> model;
@@ -51,43 +54,6 @@ class BreakingExecutor : public StepExecutor {
   StepRunner runner_;
   int ok_steps_;
   int steps_ = 0;
-};
-
-struct Result {
-  std::vector<int32_t> tokens;
-  std::string error;
-  bool finished = false;
-};
-
-class Collector {
- public:
-  UpdateCallback callback(const std::string& id) {
-    return [this, id](const RequestUpdate& u) {
-      std::lock_guard<std::mutex> lock(mu_);
-      Result& r = results_[id];
-      for (const StreamEvent& e : u.tokens) r.tokens.push_back(e.token);
-      if (u.finished) {
-        r.finished = true;
-        r.error = u.error;
-        ++done_;
-        cv_.notify_all();
-      }
-    };
-  }
-  bool wait(int n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, 60s, [&] { return done_ >= n; });
-  }
-  Result get(const std::string& id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return results_[id];
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, Result> results_;
-  int done_ = 0;
 };
 
 EngineConfig config() {

@@ -18,26 +18,18 @@
 #include "engine/engine.h"
 #include "engine/pipeline/pipeline_executor.h"
 #include "engine/pipeline/stage_worker.h"
+#include "engine_collector.h"
+#include "pipeline_workload.h"
 #include "transport/inproc_link.h"
 
 namespace jarvis {
 namespace {
 
 using namespace std::chrono_literals;
+using namespace pipeline_test;
+using engine_test::Collector;
 
 constexpr int kBlocks = 96;
-constexpr int kPageSize = 16;
-
-std::string model_path() { return std::string(JARVIS_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"; }
-
-ShardSpec shard(int first, int end, bool ends) {
-  ShardSpec s;
-  s.first_layer = first;
-  s.end_layer = end;
-  s.has_embedding = ends;
-  s.has_head = ends;
-  return s;
-}
 
 // Forwards to a PipelineExecutor and records how many steps were in the ring at once.
 class CountingExecutor : public StepExecutor {
@@ -107,47 +99,6 @@ struct WorkerThreads {
       out.reset();
     });
   }
-};
-
-class Collector {
- public:
-  UpdateCallback callback(const std::string& id) {
-    return [this, id](const RequestUpdate& u) {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto& r = results_[id];
-      for (const StreamEvent& e : u.tokens) r.tokens.push_back(e.token);
-      if (u.finished) {
-        r.finished = true;
-        r.error = u.error;
-        ++done_;
-        cv_.notify_all();
-      }
-    };
-  }
-  bool wait(int n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, 120s, [&] { return done_ >= n; });
-  }
-  struct Result {
-    std::vector<int32_t> tokens;
-    std::string error;
-    bool finished = false;
-  };
-  Result get(const std::string& id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return results_[id];
-  }
-  // Blocks until request `id` has `n` tokens.
-  void wait_tokens(const std::string& id, size_t n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, 60s, [&] { return results_[id].tokens.size() >= n || results_[id].finished; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, Result> results_;
-  int done_ = 0;
 };
 
 EngineConfig config() {

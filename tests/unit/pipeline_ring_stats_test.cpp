@@ -20,15 +20,6 @@ namespace {
 using namespace pipeline_test;
 using namespace std::chrono_literals;
 
-ShardSpec shard(int first, int end, bool head) {
-  ShardSpec s;
-  s.first_layer = first;
-  s.end_layer = end;
-  s.has_embedding = head;
-  s.has_head = head;
-  return s;
-}
-
 std::unique_ptr<transport::Link> measured(std::unique_ptr<transport::Link> l) {
   transport::MeasuredLinkOptions o;
   o.ping_interval = 10ms;

@@ -18,15 +18,6 @@ namespace {
 
 using namespace pipeline_test;
 
-ShardSpec shard(int first, int end, bool head) {
-  ShardSpec s;
-  s.first_layer = first;
-  s.end_layer = end;
-  s.has_embedding = head;
-  s.has_head = head;
-  return s;
-}
-
 // Rank 0 plus two workers on threads, ring of in-process links; torn down in order on destruction.
 struct InprocRing {
   std::unique_ptr<Model> rank0_model, w1_model, w2_model;

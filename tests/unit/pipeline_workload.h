@@ -21,6 +21,16 @@ namespace jarvis::pipeline_test {
 
 inline std::string model_path() { return std::string(JARVIS_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"; }
 
+// Layers [first, end) (end -1: to the last); `ends`: with the embedding and the head (rank 0).
+inline ShardSpec shard(int first, int end, bool ends) {
+  ShardSpec s;
+  s.first_layer = first;
+  s.end_layer = end;
+  s.has_embedding = ends;
+  s.has_head = ends;
+  return s;
+}
+
 constexpr int kPageSize = 16;
 constexpr int kBlocksPerSeq = 4;   // 64 positions: longest prompt + decode steps fit
 constexpr int kSeqsPerGroup = 2;

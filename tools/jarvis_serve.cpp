@@ -55,6 +55,7 @@ struct Options {
   std::string link_delay, link_jitter, link_bandwidth;  // transport/link_spec.h specs
   std::string cluster_file;
   std::optional<jarvis::RankSetup> cluster;  // rank 0's part of the cluster file
+  std::string tail = "rank0";                // --ranks N: "rank0" or "last" (final norm + lm_head there)
   std::string transport = "ucx";             // --ranks N: "ucx" (worker processes) or "inproc" (threads)
   double connect_timeout_s = 60;             // workers starting, connecting and the rendezvous
 };
@@ -267,6 +268,11 @@ int main(int argc, char** argv) {
                  "one-way delay per link, e.g. '0-1:5ms,1-2:5ms,2-0:5ms', or '5ms' for every link");
   app.add_option("--link-jitter", o.link_jitter, "jitter per link, e.g. '1-2:500us' or '500us'");
   app.add_option("--link-bandwidth", o.link_bandwidth, "bandwidth cap per link, e.g. '0-1:100mbit' or '1gbit'");
+  app.add_option("--tail", o.tail,
+                 "with --ranks: where the final norm and lm_head run: rank0, or last (the last rank computes "
+                 "the logits and sends them back; rank 0 still samples)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"rank0", "last"}));
   app.add_option("--transport", o.transport,
                  "with --ranks: ucx (jarvis-worker processes) or inproc (worker threads in this process)")
       ->capture_default_str()
@@ -292,18 +298,25 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!o.cluster_file.empty()) {
-    if (app.count("--model") || app.count("--ranks") || app.count("--split") || app.count("--transport")) {
-      std::fprintf(stderr, "jarvis-serve: error: --cluster gives the model, ranks and split (over UCX); "
-                           "drop --model/--ranks/--split/--transport\n");
+    if (app.count("--model") || app.count("--ranks") || app.count("--split") || app.count("--transport") ||
+        app.count("--tail")) {
+      std::fprintf(stderr, "jarvis-serve: error: --cluster gives the model, ranks, split and tail (over UCX); "
+                           "drop --model/--ranks/--split/--transport/--tail\n");
       return 2;
     }
     try {
       const jarvis::ClusterConfig cluster = jarvis::read_cluster_config(o.cluster_file);
       o.cluster = jarvis::rank_setup(cluster, 0, cluster.link_shapes(o.link_delay, o.link_jitter, o.link_bandwidth));
-      if (!o.cluster->shard.has_embedding || !o.cluster->shard.has_head) {
+      // The head (embedding) stays on rank 0: prompts never leave it. The tail may be rank 0's or
+      // the last rank's (it computes logits, rank 0 samples); anywhere else is refused.
+      if (!o.cluster->shard.has_embedding) {
         throw jarvis::InvalidArgument(o.cluster_file +
-                                      ": jarvis-serve runs rank 0, which must hold the head and the tail "
-                                      "(leave \"head\"/\"tail\" unset or name rank 0's node)");
+                                      ": jarvis-serve runs rank 0, which must hold the head (embedding); a head on "
+                                      "another rank is not supported (leave \"head\" unset or name rank 0's node)");
+      }
+      if (cluster.ends.tail_rank != 0 && cluster.ends.tail_rank != static_cast<int>(cluster.nodes.size()) - 1) {
+        throw jarvis::InvalidArgument(o.cluster_file + ": \"tail\" must be rank 0's node or the last node (" +
+                                      cluster.nodes.back().name + "); the ring returns logits to rank 0 from there");
       }
       o.model = o.cluster->model_path;
       o.plan = o.cluster->plan;
@@ -318,7 +331,7 @@ int main(int argc, char** argv) {
   }
 
   // The split is checked against the model's header before any weight is loaded.
-  if (o.cluster_file.empty() && (o.ranks > 1 || !o.split.empty())) {
+  if (o.cluster_file.empty() && (o.ranks > 1 || !o.split.empty() || o.tail != "rank0")) {
     try {
       o.model_config = jarvis::read_model_config(o.model);
     } catch (const std::exception& err) {
@@ -328,7 +341,9 @@ int main(int argc, char** argv) {
     try {
       std::optional<std::vector<int>> split;
       if (!o.split.empty()) split = jarvis::parse_split(o.split);
-      o.plan = jarvis::plan_split(o.model_config.n_layers, o.ranks, split);
+      jarvis::EndsPlacement ends;
+      if (o.tail == "last") ends.tail_rank = o.ranks - 1;  // --ranks 1: rank 0 is the last rank
+      o.plan = jarvis::plan_split(o.model_config.n_layers, o.ranks, split, ends);
     } catch (const std::exception& err) {
       std::fprintf(stderr, "jarvis-serve: error: bad --ranks/--split: %s\n", err.what());
       return 2;

@@ -1,5 +1,5 @@
 // jarvis-worker: one middle or last rank of a pipeline ring. Loads layers [first, end) of a model
-// (no embedding, no head), listens for the previous rank, connects to the next one, and then
+// (no embedding; the last rank with --tail also the final norm and lm_head), listens for the previous rank, connects to the next one, and then
 // passes every stage record through its layers (engine/pipeline/stage_worker.h) until the
 // previous rank closes the ring. Startup order, the same on every rank so any start order works:
 // listen, connect downstream (retrying until --connect-timeout), accept upstream. Then the
@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   int first_layer = 0, end_layer = -1, threads = 1, kv_blocks = 0, page_size = 16;
   double connect_timeout_s = 60;
   int rank = -1, ranks = 0;
+  bool tail = false;
   std::string link_delay, link_jitter, link_bandwidth;
   std::string device_name = "cpu", gpu_dtype = "f16";
   double gpu_memory_fraction = 0.9;
@@ -78,6 +79,9 @@ int main(int argc, char** argv) {
   app.add_option("--connect-timeout", connect_timeout_s, "seconds to wait for each neighbour");
   app.add_option("--port-file", port_file, "write the listening port here once listening (for scripts)");
   app.add_option("--rank", rank, "this rank's index in the ring (1..ranks-1)");
+  app.add_flag("--tail", tail,
+               "the last rank also loads the final norm and lm_head and sends logits back to rank 0 "
+               "(jarvis-serve --tail last)");
   app.add_option("--ranks", ranks, "ranks in the ring, rank 0 included");
   app.add_option("--link-delay", link_delay,
                  "one-way delay per link, e.g. '1-2:2ms,*:1ms' or '1ms' (shapes what this rank sends)");
@@ -95,7 +99,7 @@ int main(int argc, char** argv) {
     jarvis::RankSetup setup;
     if (!cluster_file.empty()) {
       for (const char* flag : {"--model", "--first-layer", "--end-layer", "--next", "--kv-blocks", "--ranks",
-                               "--page-size"}) {
+                               "--page-size", "--tail"}) {
         if (app.count(flag)) throw jarvis::InvalidArgument(std::string(flag) + " comes from the cluster file with --cluster");
       }
       if (app.count("--rank") && !node.empty()) throw jarvis::InvalidArgument("give --rank or --node, not both");
@@ -134,7 +138,7 @@ int main(int argc, char** argv) {
       setup.shard.first_layer = first_layer;
       setup.shard.end_layer = end_layer;
       setup.shard.has_embedding = false;
-      setup.shard.has_head = false;
+      setup.shard.has_head = tail;
       setup.listen_host = in_addr.host;
       setup.listen_port = in_addr.port;
       setup.next_host = out_addr.host;
@@ -147,8 +151,14 @@ int main(int argc, char** argv) {
             jarvis::transport::parse_link_shapes(link_delay, link_jitter, link_bandwidth).get(rank, (rank + 1) % ranks);
       }
     }
-    if (setup.shard.has_embedding || setup.shard.has_head) {
-      throw jarvis::InvalidArgument("jarvis-worker runs middle/last layers only; head and tail stay on rank 0");
+    // The head (embedding) stays on rank 0; the tail may be on the last rank only.
+    if (setup.shard.has_embedding) {
+      throw jarvis::InvalidArgument("jarvis-worker cannot hold the head (embedding): it stays on rank 0");
+    }
+    if (setup.shard.has_head && setup.rank != setup.world_size - 1) {
+      throw jarvis::InvalidArgument("the tail (final norm + lm_head) may only be on the last rank (" +
+                                    std::to_string(setup.world_size - 1) + "), not rank " +
+                                    std::to_string(setup.rank));
     }
     const jarvis::DeviceSpec device = jarvis::parse_device(device_name);
     const jarvis::GpuDType dtype = jarvis::parse_gpu_dtype(gpu_dtype);

@@ -77,6 +77,7 @@ LocalRing::LocalRing(const LocalRingOptions& o) {
                  "--page-size", std::to_string(o.page_size), "--threads", std::to_string(o.worker_threads),
                  "--connect-timeout", std::to_string(o.timeout.count() / 1000.0), "--port-file", port_file,
                  "--rank", std::to_string(r), "--ranks", std::to_string(n)};
+      if (s.has_head) args.push_back("--tail");  // the last rank computes logits (jarvis-serve --tail last)
       if (!o.link_delay.empty()) args.insert(args.end(), {"--link-delay", o.link_delay});
       if (!o.link_jitter.empty()) args.insert(args.end(), {"--link-jitter", o.link_jitter});
       if (!o.link_bandwidth.empty()) args.insert(args.end(), {"--link-bandwidth", o.link_bandwidth});

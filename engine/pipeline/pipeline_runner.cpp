@@ -16,13 +16,15 @@ PipelineRunner::PipelineRunner(const Model& model, int num_blocks, int page_size
       kv_(model.make_kv_cache(num_blocks, page_size)),
       to_next_(to_next),
       from_last_(from_last),
-      options_(options) {
+      options_(options),
+      tail_on_last_(!model.shard().has_head) {
   const ShardSpec& s = model.shard();
-  if (s.first_layer != 0 || !s.has_embedding || !s.has_head) {
-    throw InvalidArgument("rank 0 of a pipeline needs the embedding, the head and the first layers");
+  if (s.first_layer != 0 || !s.has_embedding) {
+    throw InvalidArgument("rank 0 of a pipeline needs the embedding (the head) and the first layers");
   }
   if (options_.max_in_flight < 1) throw InvalidArgument("max_in_flight must be at least 1");
   limits_.hidden = model.config().hidden;
+  if (tail_on_last_) limits_.vocab = model.config().vocab_size;  // the last rank sends logits back
   limits_.num_blocks = num_blocks;
   limits_.page_size = page_size;
   if (options_.stats_interval.count() > 0) idle_thread_ = std::thread([this] { idle_stats_loop(); });
@@ -165,6 +167,7 @@ std::vector<std::pair<int, int>> PipelineRunner::handshake() {
   h.hidden = limits_.hidden;
   h.num_blocks = limits_.num_blocks;
   h.page_size = limits_.page_size;
+  if (!tail_on_last_) h.tail_rank = 0;
   h.ranges.emplace_back(model_.shard().first_layer, model_.shard().end_layer);
   Outstanding o;
   o.kind = StageKind::kHello;
@@ -175,6 +178,18 @@ std::vector<std::pair<int, int>> PipelineRunner::handshake() {
   if (ranges.empty() || ranges.front() != h.ranges.front() || ranges.back().second != h.n_layers) {
     broken("the ring does not cover the model's layers [0, " + std::to_string(h.n_layers) + ")" +
            (ranges.empty() ? std::string() : ": it ends at layer " + std::to_string(ranges.back().second)));
+  }
+  // Exactly one rank holds the tail: rank 0, or (tail_on_last_) the last rank. A worker before the
+  // last refuses the hello itself; what is left is a tail on neither end, or on both.
+  const int last = static_cast<int>(ranges.size()) - 1;
+  const int want_tail = tail_on_last_ ? last : 0;
+  if (rec.hello.tail_rank != want_tail) {
+    const std::string where = rec.hello.tail_rank < 0 ? std::string("no rank holds it")
+                                                      : "ring position " + std::to_string(rec.hello.tail_rank) + " holds it";
+    broken(std::string("the tail (final norm + lm_head) must be on ") +
+           (tail_on_last_ ? "the last rank (" + std::to_string(last) + "), as rank 0 does not hold it"
+                          : std::string("rank 0, which holds it (no worker may)")) +
+           ", but " + where);
   }
   ring_size_ = ranges.size();
   return ranges;
@@ -212,8 +227,13 @@ StageRecord PipelineRunner::receive(const Outstanding& expect) {
   }
   const size_t want_rows = rec.trimmed ? expect.rows.size() : static_cast<size_t>(expect.n_tokens);
   if (rec.kind == StageKind::kStep && (rec.micro_batch != expect.micro_batch || rec.rows != expect.rows ||
-                                       rec.hidden.size() != want_rows * static_cast<size_t>(limits_.hidden))) {
-    broken("step " + std::to_string(rec.step_id) + " came back changed");
+                                       rec.has_logits != tail_on_last_ ||
+                                       (!rec.has_logits &&
+                                        rec.hidden.size() != want_rows * static_cast<size_t>(limits_.hidden)))) {
+    broken("step " + std::to_string(rec.step_id) + " came back changed" +
+           (rec.has_logits != tail_on_last_ ? (tail_on_last_ ? " (hidden rows, logits expected from the tail)"
+                                                             : " (logits, but rank 0 holds the tail)")
+                                            : ""));
   }
   return rec;
 }
@@ -239,6 +259,11 @@ PipelineResult PipelineRunner::collect_locked() {
     r.micro_batch = o.micro_batch;
     r.n_rows = static_cast<int>(o.rows.size());
     if (o.rows.empty()) return r;
+    if (rec.has_logits) {
+      // The last rank holds the tail: its logits are the result (receive() checked rows and vocab).
+      r.logits = std::move(rec.logits);
+      return r;
+    }
     const size_t hidden = static_cast<size_t>(limits_.hidden);
     selected_.resize(o.rows.size() * hidden);
     for (size_t i = 0; i < o.rows.size(); ++i) {

@@ -1,6 +1,6 @@
 // Rank 0's end of the pipeline ring: embeds a scheduled step, runs its own layers, sends the
 // hidden state to rank 1, and when the record comes back from the last rank computes logits for
-// the rows that want them. submit() and collect() are split so up to max_in_flight steps
+// the rows that want them (or, when the last rank holds the tail, returns the logits it sent). submit() and collect() are split so up to max_in_flight steps
 // (micro-batches) can be in the ring at once: while rank 1 works on step m, rank 0 already runs
 // step m+1. The ring keeps order, so collect() always returns the oldest outstanding step.
 //
@@ -60,7 +60,9 @@ struct PipelineResult {
 
 class PipelineRunner {
  public:
-  // `model` must hold the embedding, the head and layers [0, end) for some end; num_blocks and
+  // `model` must hold the embedding and layers [0, end) for some end. With the head too (has_head)
+  // rank 0 computes logits; without it the last rank must hold the tail and send the logits back
+  // (checked by handshake()); sampling stays with the caller either way. num_blocks and
   // page_size must equal the workers' (block ids from rank 0's block manager index every rank's
   // cache). Links are borrowed: to_next goes to rank 1, from_last comes from the last rank.
   PipelineRunner(const Model& model, int num_blocks, int page_size, int threads, transport::Link& to_next,
@@ -133,6 +135,7 @@ class PipelineRunner {
   transport::Link& to_next_;
   transport::Link& from_last_;
   PipelineOptions options_;
+  bool tail_on_last_;  // rank 0 lacks the head: the last rank computes logits
   StageLimits limits_;
   std::deque<Outstanding> outstanding_;  // in send order: the order records come back
   int in_flight_ = 0;                    // kStep entries in outstanding_

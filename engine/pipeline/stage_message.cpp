@@ -1,5 +1,6 @@
 #include "engine/pipeline/stage_message.h"
 
+#include <algorithm>
 #include <cstring>
 #include <initializer_list>
 #include <limits>
@@ -144,9 +145,10 @@ void decode_step(Reader& r, StageRecord& rec, const StageLimits& lim) {
   }
 
   const int n_rows = checked_count(r.u32("n_rows"), 0, n_tokens, "n_rows");
-  const uint32_t trimmed = r.u32("trimmed");
-  if (trimmed > 1) bad("trimmed flag " + std::to_string(trimmed));
-  rec.trimmed = trimmed == 1;
+  const uint32_t form = r.u32("form");
+  if (form > static_cast<uint32_t>(StageForm::kLogits)) bad("step form " + std::to_string(form));
+  rec.trimmed = form == static_cast<uint32_t>(StageForm::kTrimmed);
+  rec.has_logits = form == static_cast<uint32_t>(StageForm::kLogits);
   rec.rows.resize(static_cast<size_t>(n_rows));
   for (int i = 0; i < n_rows; ++i) {
     const int row = checked_count(r.u32("row"), 0, n_tokens - 1, "row");
@@ -154,6 +156,25 @@ void decode_step(Reader& r, StageRecord& rec, const StageLimits& lim) {
     rec.rows[static_cast<size_t>(i)] = row;
   }
 
+  if (rec.has_logits) {
+    if (lim.vocab <= 0) bad("logits record, but this rank takes hidden states only (a tail before the last rank?)");
+    const uint32_t vocab = r.u32("vocab");
+    if (static_cast<int64_t>(vocab) != lim.vocab) {
+      bad("logits of vocabulary " + std::to_string(vocab) + ", this rank's model has " + std::to_string(lim.vocab));
+    }
+    rec.vocab = lim.vocab;
+    // Checked against the size before anything is allocated, as for hidden states.
+    const size_t logits_bytes = static_cast<size_t>(n_rows) * vocab * sizeof(float);
+    if (r.left() != logits_bytes) {
+      bad("logits are " + std::to_string(r.left()) + " bytes, [" + std::to_string(n_rows) + ", " +
+          std::to_string(vocab) + "] f32 needs " + std::to_string(logits_bytes));
+    }
+    rec.hidden_offset = r.pos();
+    rec.logits.resize(static_cast<size_t>(n_rows) * vocab);
+    const uint8_t* src = r.take(logits_bytes, "logits");
+    if (logits_bytes > 0) std::memcpy(rec.logits.data(), src, logits_bytes);
+    return;
+  }
   const size_t hidden_rows = static_cast<size_t>(rec.trimmed ? n_rows : n_tokens);
   const size_t hidden_bytes = hidden_rows * hidden * sizeof(float);
   if (r.left() != hidden_bytes) {
@@ -166,11 +187,9 @@ void decode_step(Reader& r, StageRecord& rec, const StageLimits& lim) {
   if (hidden_bytes > 0) std::memcpy(rec.hidden.data(), src, hidden_bytes);  // a trimmed step may have no rows
 }
 
-}  // namespace
-
-std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, const BatchView& batch,
-                                       const float* hidden, int hidden_size, int page_size,
-                                       const std::vector<int>& rows, bool trimmed) {
+// Everything of a kStep up to its payload; the caller appends the payload bytes.
+Writer write_step(uint64_t step_id, uint32_t micro_batch, const BatchView& batch, int hidden_size, int page_size,
+                  const std::vector<int>& rows, StageForm form, size_t payload_bytes) {
   if (batch.seqs.empty()) throw InvalidArgument("stage step: no sequences");
   if (hidden_size <= 0 || page_size <= 0) throw InvalidArgument("stage step: bad hidden size or page size");
   size_t bytes = kStageHeaderBytes + kStepFixedBytes;
@@ -193,10 +212,8 @@ std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, c
       throw InvalidArgument("stage step: rows must be ascending token indices");
     }
   }
-  bytes += 8 + 4 * rows.size();
-  const size_t hidden_rows = trimmed ? rows.size() : static_cast<size_t>(n_tokens);
-  const size_t hidden_bytes = hidden_rows * static_cast<size_t>(hidden_size) * sizeof(float);
-  Writer w(bytes + hidden_bytes);
+  bytes += 12 + 4 * rows.size();
+  Writer w(bytes + payload_bytes);
   write_header(w, StageKind::kStep, step_id);
   w.u32(micro_batch);
   w.u32(static_cast<uint32_t>(n_tokens));
@@ -215,9 +232,35 @@ std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, c
     for (int32_t b : s.block_table) w.u32(static_cast<uint32_t>(b));
   }
   w.u32(static_cast<uint32_t>(rows.size()));
-  w.u32(trimmed ? 1 : 0);
+  w.u32(static_cast<uint32_t>(form));
   for (int row : rows) w.u32(static_cast<uint32_t>(row));
+  return w;
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, const BatchView& batch,
+                                       const float* hidden, int hidden_size, int page_size,
+                                       const std::vector<int>& rows, bool trimmed) {
+  int64_t n_tokens = 0;
+  for (const SequenceSlice& s : batch.seqs) n_tokens += std::max(0, s.n_tokens);
+  const size_t hidden_rows = trimmed ? rows.size() : static_cast<size_t>(n_tokens);
+  const size_t hidden_bytes = hidden_rows * static_cast<size_t>(std::max(0, hidden_size)) * sizeof(float);
+  Writer w = write_step(step_id, micro_batch, batch, hidden_size, page_size, rows,
+                        trimmed ? StageForm::kTrimmed : StageForm::kHidden, hidden_bytes);
   w.bytes(hidden, hidden_bytes);
+  return w.take();
+}
+
+std::vector<uint8_t> encode_stage_logits(uint64_t step_id, uint32_t micro_batch, const BatchView& batch,
+                                         int hidden_size, int page_size, const std::vector<int>& rows,
+                                         const float* logits, int vocab) {
+  if (vocab <= 0) throw InvalidArgument("stage step: bad vocabulary size");
+  const size_t logits_bytes = rows.size() * static_cast<size_t>(vocab) * sizeof(float);
+  Writer w = write_step(step_id, micro_batch, batch, hidden_size, page_size, rows, StageForm::kLogits,
+                        4 + logits_bytes);
+  w.u32(static_cast<uint32_t>(vocab));
+  w.bytes(logits, logits_bytes);
   return w.take();
 }
 
@@ -239,12 +282,13 @@ std::vector<uint8_t> encode_stage_error(uint64_t step_id, const std::string& tex
 }
 
 std::vector<uint8_t> encode_stage_hello(uint64_t step_id, const StageHello& h) {
-  Writer w(kStageHeaderBytes + 20 + 8 * h.ranges.size());
+  Writer w(kStageHeaderBytes + 24 + 8 * h.ranges.size());
   write_header(w, StageKind::kHello, step_id);
   w.u32(static_cast<uint32_t>(h.n_layers));
   w.u32(static_cast<uint32_t>(h.hidden));
   w.u32(static_cast<uint32_t>(h.num_blocks));
   w.u32(static_cast<uint32_t>(h.page_size));
+  w.u32(static_cast<uint32_t>(h.tail_rank < 0 ? 0 : h.tail_rank + 1));
   w.u32(static_cast<uint32_t>(h.ranges.size()));
   for (const auto& [first, end] : h.ranges) {
     w.u32(static_cast<uint32_t>(first));
@@ -325,7 +369,10 @@ StageRecord decode_stage_record(const uint8_t* data, size_t size, const StageLim
       h.hidden = checked_count(r.u32("hidden"), 1, std::numeric_limits<int32_t>::max(), "hidden");
       h.num_blocks = checked_count(r.u32("num_blocks"), 1, std::numeric_limits<int32_t>::max(), "num_blocks");
       h.page_size = checked_count(r.u32("page_size"), 1, std::numeric_limits<int32_t>::max(), "page_size");
+      const int tail = checked_count(r.u32("tail"), 0, kMaxLayers, "tail");
       const int n = checked_count(r.u32("count"), 1, kMaxLayers, "rank count");
+      if (tail > n) bad("tail at ring position " + std::to_string(tail - 1) + " of " + std::to_string(n) + " ranks");
+      h.tail_rank = tail - 1;
       for (int i = 0; i < n; ++i) {
         const int first = checked_count(r.u32("first_layer"), 0, h.n_layers, "first_layer");
         const int end = checked_count(r.u32("end_layer"), first, h.n_layers, "end_layer");

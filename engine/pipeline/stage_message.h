@@ -2,7 +2,9 @@
 //
 // Rank 0 cuts a step into its own layers and sends a kStep record (the step's BatchView plus the
 // hidden state after its layers) to rank 1; every worker runs its layers over the hidden state and
-// passes the record on; the last worker sends it back to rank 0, which computes logits. kFree tells
+// passes the record on; the last worker sends it back to rank 0, which computes logits (or, when
+// the last rank holds the tail -- final norm and lm_head, `jarvis-serve --tail last` -- the last
+// rank computes the logits of the record's rows and sends those back instead). kFree tells
 // the ranks that sequences finished (their block ids may be handed out again), kError carries a
 // worker's failure to rank 0 so the user sees the cause, not just a broken link. kHello goes round
 // once before the first step: each rank checks that it fits the ring (same model shape and KV
@@ -16,18 +18,25 @@
 //   kStep:  micro_batch u32, n_tokens u32, n_seqs u32, hidden u32, dtype u32 (1 = f32), then per
 //           sequence: seq_id i64, n_tokens u32, start_pos u32, n_blocks u32, want_logits u8,
 //           3 zero bytes, block ids i32[n_blocks]; then n_rows u32, trimmed u32 (0 or 1), rows
-//           u32[n_rows] (ascending token indices whose logits rank 0 computes); then hidden
-//           f32[trimmed ? n_rows : n_tokens, hidden]. The last rank trims: rank 0 needs only
-//           those rows back, and a prefill chunk is mostly rows nobody reads.
+//           u32[n_rows] (ascending token indices whose logits rank 0 needs); then by form:
+//             0 (hidden): hidden f32[n_tokens, hidden] -- on its way through the layers;
+//             1 (trimmed): hidden f32[n_rows, hidden] -- back from the last rank: rank 0 needs
+//               only those rows, and a prefill chunk is mostly rows nobody reads;
+//             2 (logits): vocab u32, then logits f32[n_rows, vocab] -- back from a last rank that
+//               holds the tail; vocab must equal the receiver's (StageLimits::vocab, 0 = the
+//               receiver takes no logits, so a logits record reaching a worker is an error).
+//           (The u32 after n_rows was a 0/1 `trimmed` flag before version 3.)
 //   kFree:  count u32, seq ids i64[count]
 //   kError: length u32, UTF-8 text[length]
-//   kHello: n_layers u32, hidden u32, num_blocks u32, page_size u32, count u32,
+//   kHello: n_layers u32, hidden u32, num_blocks u32, page_size u32, tail u32 (ring position + 1
+//           of the rank holding the tail so far, 0 = none yet), count u32,
 //           then count x (first_layer u32, end_layer u32): the ranks passed so far, in ring order
 //   kStats: count u32, then count x 112-byte entries, one per worker passed so far in ring order:
 //           rank u32, first_layer u32, end_layer u32, reserved u32 (0), then u64 each: steps,
 //           tokens, busy_ns, wall_ns, sent_messages, sent_bytes (output link), received_messages,
 //           received_bytes (input link), rtt_samples, rtt_last_ns, rtt_min_ns, rtt_smoothed_ns
-//           (output link). Version 2 added kStats.
+//           (output link). Version 2 added kStats; version 3 the logits form of kStep and the
+//           hello's tail field.
 // The record fills its message exactly: trailing bytes are an error like missing ones.
 #pragma once
 
@@ -43,7 +52,7 @@
 namespace jarvis {
 
 inline constexpr uint32_t kStageMagic = 0x4d53504au;  // "JPSM" read as little-endian bytes
-inline constexpr uint16_t kStageVersion = 2;
+inline constexpr uint16_t kStageVersion = 3;
 inline constexpr uint32_t kStageDtypeF32 = 1;
 inline constexpr size_t kStageHeaderBytes = 16;
 
@@ -67,7 +76,11 @@ struct StageLimits {
   int max_free_ids = 1 << 16;
   int max_error_bytes = 1 << 16;
   int max_stats_ranks = 1 << 12;  // entries in a kStats record
+  int vocab = 0;  // a kStep in logits form must have exactly this vocabulary; 0: none is accepted
 };
+
+// What a kStep record's payload holds (the u32 after n_rows on the wire).
+enum class StageForm : uint32_t { kHidden = 0, kTrimmed = 1, kLogits = 2 };
 
 // The ring's shape as a kHello record has seen it so far.
 struct StageHello {
@@ -75,6 +88,7 @@ struct StageHello {
   int hidden = 0;
   int num_blocks = 0;
   int page_size = 0;
+  int tail_rank = -1;  // ring position of the rank holding the tail (final norm + lm_head); -1: none yet
   std::vector<std::pair<int, int>> ranges;  // [first_layer, end_layer) per rank, ring order
 };
 
@@ -103,7 +117,10 @@ struct StageRecord {
   BatchView batch;
   std::vector<int> rows;       // token indices rank 0 computes logits for, ascending
   bool trimmed = false;        // hidden holds only `rows` (after the last rank)
+  bool has_logits = false;     // logits form: `logits` holds [rows.size(), vocab], `hidden` is empty
+  int vocab = 0;
   std::vector<float> hidden;   // [trimmed ? rows.size() : batch.total_tokens(), hidden_size]
+  std::vector<float> logits;   // [rows.size(), vocab] when has_logits
   size_t hidden_offset = 0;    // where the hidden bytes start in the encoded record
   // kFree
   std::vector<int64_t> seq_ids;
@@ -121,6 +138,11 @@ struct StageRecord {
 std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, const BatchView& batch,
                                        const float* hidden, int hidden_size, int page_size,
                                        const std::vector<int>& rows = {}, bool trimmed = false);
+// The logits form: what a last rank holding the tail sends back. `logits` holds
+// [rows.size(), vocab] floats; hidden_size is the ring's (the receiver checks it as for any step).
+std::vector<uint8_t> encode_stage_logits(uint64_t step_id, uint32_t micro_batch, const BatchView& batch,
+                                         int hidden_size, int page_size, const std::vector<int>& rows,
+                                         const float* logits, int vocab);
 std::vector<uint8_t> encode_stage_free(uint64_t step_id, const std::vector<int64_t>& seq_ids);
 std::vector<uint8_t> encode_stage_error(uint64_t step_id, const std::string& text);
 std::vector<uint8_t> encode_stage_hello(uint64_t step_id, const StageHello& hello);

@@ -19,20 +19,45 @@ StageWorker::StageWorker(const Model& model, int num_blocks, int page_size, int 
     : pool_(std::make_unique<cpu::ThreadPool>(threads)),
       owned_(std::make_unique<CpuShard>(model, num_blocks, page_size, *pool_)),
       shard_(*owned_),
-      is_last_(model.shard().end_layer == model.config().n_layers) {
+      is_last_(model.shard().end_layer == model.config().n_layers),
+      is_tail_(model.shard().has_head) {
+  check_tail();
   limits_.hidden = model.config().hidden;
   limits_.num_blocks = num_blocks;
   limits_.page_size = page_size;
 }
 
 StageWorker::StageWorker(ShardForward& shard)
-    : shard_(shard), is_last_(shard.shard().end_layer == shard.config().n_layers) {
+    : shard_(shard),
+      is_last_(shard.shard().end_layer == shard.config().n_layers),
+      is_tail_(shard.shard().has_head) {
+  check_tail();
   limits_.hidden = shard.config().hidden;
   limits_.num_blocks = shard.num_blocks();
   limits_.page_size = shard.page_size();
 }
 
+void StageWorker::check_tail() const {
+  if (shard_.shard().has_embedding) {
+    throw InvalidArgument("a pipeline worker cannot hold the embedding (the head stays on rank 0)");
+  }
+  if (is_tail_ && !is_last_) {
+    throw InvalidArgument("the tail (final norm + lm_head) may only be on the last rank; this rank ends at layer " +
+                          std::to_string(shard_.shard().end_layer) + " of " +
+                          std::to_string(shard_.config().n_layers));
+  }
+}
+
 void StageWorker::check_hello(const StageHello& h) const {
+  // Rank 0 holding the tail is the default (the ring returns to it); a worker before this one
+  // holding it is not (its logits would pass through more layers), and two tails are one too many.
+  if (h.tail_rank > 0) {
+    throw InvalidArgument("ring position " + std::to_string(h.tail_rank) +
+                          " holds the tail but is not the last rank (layers follow it here)");
+  }
+  if (h.tail_rank == 0 && is_tail_) {
+    throw InvalidArgument("rank 0 holds the tail too: only one rank may (rank 0, or the last rank alone)");
+  }
   const ModelConfig& c = shard_.config();
   if (h.n_layers != c.n_layers || h.hidden != c.hidden) {
     throw InvalidArgument("model mismatch: the ring's model has " + std::to_string(h.n_layers) + " layers of width " +
@@ -97,15 +122,26 @@ StageWorkerResult StageWorker::run(Link& in, Link& out) {
         ++res.stats.steps;
         res.stats.tokens += rec.hidden.size() / static_cast<size_t>(rec.hidden_size);
         if (is_last_) {
-          // Rank 0 reads only the rows it computes logits for: send back just those.
+          // Rank 0 reads only the rows it needs logits for: send back just those (or, holding the
+          // tail, their logits; rank 0 samples from them).
           const size_t h = static_cast<size_t>(rec.hidden_size);
           selected_.resize(rec.rows.size() * h);
           for (size_t i = 0; i < rec.rows.size(); ++i) {
             std::memcpy(selected_.data() + i * h, rec.hidden.data() + static_cast<size_t>(rec.rows[i]) * h,
                         h * sizeof(float));
           }
-          m->payload = encode_stage_step(rec.step_id, rec.micro_batch, rec.batch, selected_.data(), rec.hidden_size,
-                                         limits_.page_size, rec.rows, true);
+          if (is_tail_) {
+            const int vocab = shard_.config().vocab_size;
+            logits_.resize(rec.rows.size() * static_cast<size_t>(vocab));
+            const auto t1 = std::chrono::steady_clock::now();
+            if (!rec.rows.empty()) shard_.compute_logits(selected_.data(), static_cast<int>(rec.rows.size()), logits_.data());
+            res.stats.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+            m->payload = encode_stage_logits(rec.step_id, rec.micro_batch, rec.batch, rec.hidden_size,
+                                             limits_.page_size, rec.rows, logits_.data(), vocab);
+          } else {
+            m->payload = encode_stage_step(rec.step_id, rec.micro_batch, rec.batch, selected_.data(),
+                                           rec.hidden_size, limits_.page_size, rec.rows, true);
+          }
         } else {
           // Only the hidden bytes change: patch them into the received record and pass it on.
           std::memcpy(m->payload.data() + rec.hidden_offset, rec.hidden.data(), rec.hidden.size() * sizeof(float));
@@ -122,6 +158,7 @@ StageWorkerResult StageWorker::run(Link& in, Link& out) {
         m->payload = encode_stage_stats(rec.step_id, rec.stats);
       } else if (rec.kind == StageKind::kHello) {
         check_hello(rec.hello);
+        if (is_tail_) rec.hello.tail_rank = static_cast<int>(rec.hello.ranges.size());
         rec.hello.ranges.emplace_back(shard_.shard().first_layer, shard_.shard().end_layer);
         m->payload = encode_stage_hello(rec.step_id, rec.hello);
       }

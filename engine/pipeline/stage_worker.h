@@ -1,5 +1,7 @@
 // One middle (or last) pipeline rank: receives stage records on its input link, runs its shard's
-// layers over each step's hidden state in its own KV cache, and passes the record on.
+// layers over each step's hidden state in its own KV cache, and passes the record on. A last rank
+// whose shard holds the head weights (has_head: the tail, `--tail last`) also computes the logits
+// of the record's rows and sends those back in the logits form; sampling stays on rank 0.
 //
 // The worker keeps no per-sequence state: block tables come from rank 0's block manager with
 // every step, so its KvCache must have rank 0's num_blocks and page_size; a block id reused for a
@@ -61,13 +63,16 @@ class StageWorker {
 
  private:
   void check_hello(const StageHello& hello) const;  // throws InvalidArgument saying what differs
+  void check_tail() const;  // no embedding; the tail only on the last rank (InvalidArgument)
 
   std::unique_ptr<cpu::ThreadPool> pool_;  // the CPU shard's (first constructor)
   std::unique_ptr<ShardForward> owned_;    // likewise
   ShardForward& shard_;
   StageLimits limits_;
   bool is_last_;                 // holds the model's last layer: trims steps to their rows
+  bool is_tail_;                 // holds final norm + lm_head (last rank only): sends logits back
   std::vector<float> selected_;  // the trimmed rows
+  std::vector<float> logits_;    // their logits, when is_tail_
   std::atomic<bool> stop_{false};
   std::chrono::milliseconds poll_{100};
 };

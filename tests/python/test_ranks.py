@@ -84,17 +84,23 @@ def reference():
         return run_workload(s)
 
 
-# Micro-batches default to one per rank; "1" turns interleaving off.
-@pytest.mark.parametrize("ranks,split,micro,transport", [(2, "15,15", None, "ucx"), (3, "10,10,10", None, "ucx"),
-                                                         (3, "1,28,1", None, "ucx"), (3, "12,8,10", "1", "ucx")])
-def test_split_matches_one_rank(reference, ranks, split, micro, transport):
+# Micro-batches default to one per rank; "1" turns interleaving off. tail "last": the last rank
+# holds the final norm and lm_head and sends logits back (rank 0 samples); rank 0 loads no head.
+@pytest.mark.parametrize("ranks,split,micro,transport,tail", [
+    (2, "15,15", None, "ucx", "rank0"), (3, "10,10,10", None, "ucx", "rank0"), (3, "1,28,1", None, "ucx", "rank0"),
+    (3, "12,8,10", "1", "ucx", "rank0"), (3, "10,10,10", None, "ucx", "last"), (2, "20,10", None, "inproc", "last")])
+def test_split_matches_one_rank(reference, ranks, split, micro, transport, tail):
     extra = ["--micro-batches", micro] if micro else []
+    if tail != "rank0":
+        extra += ["--tail", tail]
     s = Server("--ranks", str(ranks), "--split", split, "--transport", transport, *extra, *COMMON)
     try:
         out = s.output()
         assert f"pipeline of {ranks} ranks ready" in out, out
         assert f"up to {micro or ranks} micro-batches in flight" in out, out
         assert ("in a thread" in out) == (transport == "inproc"), out
+        # describe_shard() names the head weights ("+ head") of the rank that holds the tail.
+        assert (re.search(rf"rank {ranks - 1}: layers \[\d+, 30\) \+ head in", out) is not None) == (tail == "last"), out
         solo, streams = run_workload(s)
         _, h = s.health()
         assert h["status"] == "ok", h

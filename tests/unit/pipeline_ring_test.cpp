@@ -28,10 +28,16 @@ struct InprocRing {
   StageWorkerResult r1, r2;
 
   // Worker 2 holds [w2_first, w2_end) (default: the rest after worker 1); worker 1 has w1_blocks.
-  InprocRing(int a, int b, int max_in_flight, int w2_first = -1, int w2_end = -1, int w1_blocks = kNumBlocks) {
-    rank0_model = load_model(model_path(), shard(0, a, true));
+  // rank0_head: rank 0 holds the tail (final norm + lm_head); w2_tail: worker 2 does.
+  InprocRing(int a, int b, int max_in_flight, int w2_first = -1, int w2_end = -1, int w1_blocks = kNumBlocks,
+             bool rank0_head = true, bool w2_tail = false) {
+    ShardSpec s0 = shard(0, a, true);
+    s0.has_head = rank0_head;
+    rank0_model = load_model(model_path(), s0);
     w1_model = load_model(model_path(), shard(a, a + b, false));
-    w2_model = load_model(model_path(), shard(w2_first < 0 ? a + b : w2_first, w2_end, false));
+    ShardSpec s2 = shard(w2_first < 0 ? a + b : w2_first, w2_end, false);
+    s2.has_head = w2_tail;
+    w2_model = load_model(model_path(), s2);
     w1 = std::make_unique<StageWorker>(*w1_model, w1_blocks, kPageSize, 1);
     w2 = std::make_unique<StageWorker>(*w2_model, kNumBlocks, kPageSize, 1);
     auto [r0_out, w1_in] = transport::make_inproc_link_pair();
@@ -65,18 +71,28 @@ struct InprocRing {
   }
 };
 
-void check_split(int a, int b, int max_in_flight) {
+void expect_handshake_error(InprocRing& ring, const std::string& words);
+
+void check_split(int a, int b, int max_in_flight, bool tail_last = false) {
   std::unique_ptr<Model> full = load_model(model_path());
   StepRunner reference(*full, kNumBlocks, kPageSize, 2);
-  InprocRing ring(a, b, max_in_flight);
+  InprocRing ring(a, b, max_in_flight, -1, -1, kNumBlocks, !tail_last, tail_last);
+  if (tail_last) {
+    // Rank 0 loads no head weights; the last rank does (tied model: token_embd is its lm_head).
+    EXPECT_TRUE(ring.rank0_model->weights().output_norm.empty());
+    EXPECT_TRUE(ring.rank0_model->weights().lm_head.empty());
+    EXPECT_FALSE(ring.w2_model->weights().output_norm.empty());
+    cpu::ThreadPool pool(1);
+    EXPECT_THROW(ring.rank0_model->compute_logits(nullptr, 0, nullptr, pool), InvalidArgument);
+  }
   const std::vector<std::pair<int, int>> ranges = ring.runner->handshake();
   EXPECT_EQ(ranges, (std::vector<std::pair<int, int>>{{0, a}, {a, a + b}, {a + b, 30}}));
   const auto t0 = std::chrono::steady_clock::now();
   const WorkloadStats s = run_workload(*ring.runner, reference, max_in_flight, max_in_flight + 1, 4, 8);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ring.shut_down();
-  std::printf("split %d,%d,%d M=%d: %d steps, %d logit rows equal, %d decode tokens, %.2f s\n", a, b,
-              30 - a - b, max_in_flight, s.steps, s.compared_rows, s.decode_tokens, secs);
+  std::printf("split %d,%d,%d M=%d%s: %d steps, %d logit rows equal, %d decode tokens, %.2f s\n", a, b,
+              30 - a - b, max_in_flight, tail_last ? " tail on the last rank" : "", s.steps, s.compared_rows, s.decode_tokens, secs);
   EXPECT_GT(s.compared_rows, 10);
   EXPECT_TRUE(ring.r1.ok) << ring.r1.reason;
   EXPECT_TRUE(ring.r2.ok) << ring.r2.reason;
@@ -88,6 +104,50 @@ void check_split(int a, int b, int max_in_flight) {
 TEST(PipelineRing, EvenSplitThreeMicroBatchesMatchesOneRank) { check_split(10, 10, 3); }
 TEST(PipelineRing, UnevenSplitOneLayerOnRankZero) { check_split(1, 28, 3); }
 TEST(PipelineRing, UnevenSplitOneStepAtATime) { check_split(28, 1, 1); }
+// The last rank computes the logits (jarvis-serve --tail last): still bit-identical to one rank.
+TEST(PipelineRing, TailOnTheLastRankMatchesOneRank) { check_split(10, 10, 3, true); }
+TEST(PipelineRing, TailOnTheLastRankOneLayerThere) { check_split(10, 19, 1, true); }
+
+// Exactly one rank holds the tail, and it is rank 0 or the last rank.
+TEST(PipelineRing, HandshakeRefusesNoTail) {
+  InprocRing ring(10, 10, 1, -1, -1, kNumBlocks, false, false);
+  expect_handshake_error(ring, "no rank holds it");
+}
+
+TEST(PipelineRing, HandshakeRefusesTwoTails) {
+  InprocRing ring(10, 10, 1, -1, -1, kNumBlocks, true, true);
+  expect_handshake_error(ring, "rank 0 holds the tail too");
+}
+
+TEST(PipelineRing, TailBeforeTheLastRankIsRefused) {
+  std::unique_ptr<Model> m = load_model(model_path(), [] {
+    ShardSpec s = shard(10, 20, false);
+    s.has_head = true;
+    return s;
+  }());
+  EXPECT_THROW(StageWorker(*m, kNumBlocks, kPageSize, 1), InvalidArgument);
+}
+
+// The last rank holding the tail sends back the logits of the rows, not hidden rows.
+TEST(PipelineRing, TailRankReturnsLogitsOfTheRows) {
+  InprocRing ring(10, 10, 1, -1, -1, kNumBlocks, false, true);
+  ring.runner->handshake();
+  BatchView b;
+  b.seqs.push_back({1, 5, 0, {3}, true});
+  const std::vector<float> hidden(5 * 576, 0.25f);
+  ring.to_next->send(encode_stage_step(7, 0, b, hidden.data(), 576, kPageSize, {1, 4}));
+  const transport::Message m = ring.from_last->recv(std::chrono::seconds(10));
+  StageLimits lim;
+  lim.hidden = 576;
+  lim.num_blocks = kNumBlocks;
+  lim.page_size = kPageSize;
+  lim.vocab = 49152;
+  const StageRecord r = decode_stage_record(m.payload, lim);
+  EXPECT_TRUE(r.has_logits);
+  EXPECT_EQ(r.rows, (std::vector<int>{1, 4}));
+  EXPECT_EQ(r.logits.size(), 2u * 49152);
+  ring.shut_down();
+}
 
 // Two ranks over one bidirectional link: rank 0's to_next and from_last are the same Link, and so
 // are the worker's in and out.

@@ -55,7 +55,7 @@ void put_u32(std::vector<uint8_t>& v, size_t at, uint32_t x) {
 // Field offsets of the sample record (stage_message.h gives the layout).
 constexpr size_t kNTokens = 20, kNSeqs = 24, kHiddenAt = 28, kDtype = 32;
 constexpr size_t kSeq0 = 36;  // seq_id +0, n_tokens +8, start_pos +12, n_blocks +16, want +20, pad +21
-constexpr size_t kNRows = 140, kTrimmed = 144, kRows = 148;  // after the three sequences
+constexpr size_t kNRows = 140, kTrimmed = 144, kRows = 148;  // after the three sequences (kTrimmed: form)
 
 TEST(PipelineStageMessage, StepRoundTripKeepsEveryFieldAndBit) {
   const BatchView b = sample_batch();
@@ -130,10 +130,12 @@ TEST(PipelineStageMessage, HelloRoundTripAndDamage) {
   EXPECT_EQ(r.hello.num_blocks, 1000);
   EXPECT_EQ(r.hello.page_size, 16);
   EXPECT_EQ(r.hello.ranges, sample_hello().ranges);
-  // Layout: header 16, n_layers 16, hidden 20, num_blocks 24, page_size 28, count 32, ranges 36.
-  // Contiguity is the ranks' judgement (stage_worker), not the decoder's: only shape is damaged here.
-  const std::pair<size_t, uint32_t> damage[] = {{16, 0},  {32, 0},  {32, 3}, {32, 0xffffffffu},
-                                                {36, 31}, {48, 5}, {48, 31}};
+  EXPECT_EQ(r.hello.tail_rank, -1);
+  // Layout: header 16, n_layers 16, hidden 20, num_blocks 24, page_size 28, tail 32, count 36,
+  // ranges 40. Contiguity is the ranks' judgement (stage_worker), not the decoder's: only shape is
+  // damaged here. A tail beyond the ranks passed so far (3 of 2) is refused.
+  const std::pair<size_t, uint32_t> damage[] = {{16, 0},  {36, 0},  {36, 3}, {36, 0xffffffffu}, {32, 3},
+                                                {32, 0xffffffffu}, {40, 31}, {52, 5}, {52, 31}};
   for (const auto& [at, value] : damage) {
     std::vector<uint8_t> bytes = encode_stage_hello(5, sample_hello());
     put_u32(bytes, at, value);
@@ -181,7 +183,8 @@ TEST(PipelineStageMessage, CorruptFieldsAreRejected) {
       {"n_rows over n_tokens", kNRows, 9},
       {"n_rows huge", kNRows, 0xffffffffu},
       {"n_rows one fewer (hidden size then wrong)", kNRows, 2},
-      {"trimmed flag 2", kTrimmed, 2},
+      {"form 2 (logits) at a rank that takes none", kTrimmed, 2},
+      {"form 3", kTrimmed, 3},
       {"trimmed without hidden to match", kTrimmed, 1},
       {"row = n_tokens", kRows + 8, 8},
       {"rows not ascending", kRows + 4, 0},
@@ -252,6 +255,96 @@ TEST(PipelineStageMessage, EncoderRefusesAnInconsistentBatch) {
   b.seqs[0].block_table = {3, 31};  // 8 slots, the token sits at position 9
   EXPECT_THROW(encode_stage_step(1, 0, b, h.data(), kHidden, kPage), InvalidArgument);
   EXPECT_THROW(encode_stage_step(1, 0, BatchView{}, h.data(), kHidden, kPage), InvalidArgument);
+}
+
+// The logits form (a last rank holding the tail): rows and every logit bit survive; rank 0 checks
+// the vocabulary, the row count against the bytes, and a rank that takes no logits refuses them.
+constexpr int kVocab = 11;
+
+StageLimits logit_limits() {
+  StageLimits l = limits();
+  l.vocab = kVocab;
+  return l;
+}
+
+std::vector<float> sample_logits(size_t rows) {
+  std::vector<float> v(rows * kVocab);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> d(-30, 30);
+  for (float& x : v) x = d(rng);
+  v[0] = -0.0f;
+  v[1] = 1e-40f;
+  return v;
+}
+
+TEST(PipelineStageMessage, LogitsRoundTripKeepsEveryBit) {
+  const BatchView b = sample_batch();
+  const std::vector<int> rows = {0, 5, 7};
+  const std::vector<float> lg = sample_logits(rows.size());
+  const std::vector<uint8_t> bytes = encode_stage_logits(42, 3, b, kHidden, kPage, rows, lg.data(), kVocab);
+  const StageRecord r = decode_stage_record(bytes, logit_limits());
+  EXPECT_EQ(r.kind, StageKind::kStep);
+  EXPECT_EQ(r.step_id, 42u);
+  EXPECT_EQ(r.micro_batch, 3u);
+  EXPECT_TRUE(r.has_logits);
+  EXPECT_FALSE(r.trimmed);
+  EXPECT_EQ(r.vocab, kVocab);
+  EXPECT_EQ(r.rows, rows);
+  EXPECT_TRUE(r.hidden.empty());
+  ASSERT_EQ(r.logits.size(), lg.size());
+  EXPECT_EQ(std::memcmp(r.logits.data(), lg.data(), lg.size() * sizeof(float)), 0);
+  ASSERT_EQ(r.batch.seqs.size(), b.seqs.size());
+  EXPECT_EQ(r.batch.seqs[2].block_table, b.seqs[2].block_table);
+  // No rows (a step nobody samples from) is a legal, empty logits record.
+  const StageRecord e = decode_stage_record(encode_stage_logits(1, 0, b, kHidden, kPage, {}, nullptr, kVocab),
+                                            logit_limits());
+  EXPECT_TRUE(e.has_logits);
+  EXPECT_TRUE(e.logits.empty());
+}
+
+TEST(PipelineStageMessage, MalformedLogitsAreRejected) {
+  const BatchView b = sample_batch();
+  const std::vector<int> rows = {0, 5, 7};
+  const std::vector<float> lg = sample_logits(rows.size());
+  const std::vector<uint8_t> good = encode_stage_logits(42, 3, b, kHidden, kPage, rows, lg.data(), kVocab);
+  const size_t vocab_at = kRows + 4 * rows.size();
+  // Another model's vocabulary, on the wire or in the receiver's limits.
+  std::vector<uint8_t> bytes = good;
+  put_u32(bytes, vocab_at, kVocab + 1);
+  EXPECT_THROW(decode_stage_record(bytes, logit_limits()), StageMessageError);
+  StageLimits other = logit_limits();
+  other.vocab = kVocab - 1;
+  EXPECT_THROW(decode_stage_record(good, other), StageMessageError);
+  // A rank that takes hidden states only (a worker) refuses logits.
+  EXPECT_THROW(decode_stage_record(good, limits()), StageMessageError);
+  // Row count that does not match the logits bytes: one row fewer (the last row index then reads
+  // as the vocabulary, and the bytes are a row too many), or one more.
+  bytes = good;
+  put_u32(bytes, kNRows, 2);
+  EXPECT_THROW(decode_stage_record(bytes, logit_limits()), StageMessageError);
+  std::vector<uint8_t> short_by_a_row(good.begin(), good.end() - kVocab * sizeof(float));
+  EXPECT_THROW(decode_stage_record(short_by_a_row, logit_limits()), StageMessageError);
+  // Logits for rows the record does not list (the encoder's row count is the payload's).
+  const std::vector<float> four = sample_logits(4);
+  std::vector<uint8_t> extra = good;
+  extra.insert(extra.end(), reinterpret_cast<const uint8_t*>(four.data()),
+               reinterpret_cast<const uint8_t*>(four.data()) + kVocab * sizeof(float));
+  EXPECT_THROW(decode_stage_record(extra, logit_limits()), StageMessageError);
+  // Every truncation.
+  for (size_t n = 0; n < good.size(); ++n) {
+    EXPECT_THROW(decode_stage_record(good.data(), n, logit_limits()), StageMessageError) << "cut at " << n;
+  }
+  EXPECT_THROW(encode_stage_logits(1, 0, b, kHidden, kPage, rows, lg.data(), 0), InvalidArgument);
+  EXPECT_THROW(encode_stage_logits(1, 0, b, kHidden, kPage, {5, 0}, lg.data(), kVocab), InvalidArgument);
+}
+
+TEST(PipelineStageMessage, HelloCarriesTheTail) {
+  StageHello h = sample_hello();
+  h.tail_rank = 1;
+  const StageRecord r = decode_stage_record(encode_stage_hello(5, h), limits());
+  EXPECT_EQ(r.hello.tail_rank, 1);
+  h.tail_rank = 0;
+  EXPECT_EQ(decode_stage_record(encode_stage_hello(5, h), limits()).hello.tail_rank, 0);
 }
 
 }  // namespace

@@ -4,7 +4,8 @@
 // --ranks N splits the model over N local processes: this one (rank 0: embedding, its layers,
 // head, scheduler, HTTP) and N-1 jarvis-worker children joined in a pipeline ring
 // (engine/pipeline/README.md). Up to --micro-batches steps are in the ring at once, so ranks work
-// on different micro-batches at the same time. --cluster FILE: the ranks run
+// on different micro-batches at the same time. --tail last: the last rank runs the final norm and
+// lm_head and sends logits back (rank 0 loads no head and still samples). --cluster FILE: the ranks run
 // on the hosts a cluster file lists (each started there as `jarvis-worker --cluster FILE`); this
 // process is rank 0. --link-delay/--link-jitter/--link-bandwidth shape every hop of the ring.
 #include <CLI/CLI.hpp>

@@ -147,7 +147,7 @@ class PipelineRunner {
   // Ring statistics. mu_ guards everything above and below while a public method runs.
   mutable std::mutex mu_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-  std::chrono::nanoseconds busy_{0};  // embed + own layers + head
+  std::chrono::nanoseconds busy_{0};  // embed + own layers (+ head when rank 0 holds the tail)
   uint64_t steps_ = 0, step_tokens_ = 0;
   size_t ring_size_ = 0;  // ranks, from handshake(); 0 before it
   bool stats_outstanding_ = false;

@@ -93,8 +93,8 @@ struct StageHello {
 };
 
 // One rank's counters in a kStats record, all cumulative since the rank started serving steps.
-// busy = time in its layers (rank 0: embedding, its layers and the head); wall = time since it
-// started, so wall - busy is the time the stage was idle (waiting for input, moving records).
+// busy = time in its layers plus, where the rank holds them, the embedding and the head (logits);
+// wall = time since it started, so wall - busy is the time the stage was idle (waiting for input, moving records).
 // Link counters are those of transport::link_stats(): sent_* and rtt_* on the rank's output
 // link, received_* on its input link (zeros for an unmeasured link).
 struct StageRankStats {

@@ -1,13 +1,16 @@
-// Runs one scheduled step through a model that holds every layer, the embedding and the head:
-// embed the step's tokens, run the layers over the paged KV cache, and compute logits only for
-// the rows someone reads (sampled last tokens, prompt rows whose logprobs were asked for).
+// Runs one scheduled step through a shard that holds every layer, the embedding and the head, on
+// the CPU or a GPU (csrc/model/shard_forward.h): embed the step's tokens, run the layers over the
+// paged KV cache, and compute logits only for the rows someone reads (sampled last tokens, prompt
+// rows whose logprobs were asked for).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "csrc/model/kv_cache.h"
+#include <memory>
+
 #include "csrc/model/model.h"
+#include "csrc/model/shard_forward.h"
 #include "engine/scheduler.h"
 #include "engine/step_executor.h"
 #include "kernels/cpu/thread_pool.h"
@@ -16,8 +19,10 @@ namespace jarvis {
 
 class StepRunner : public StepExecutor {
  public:
-  // Allocates the KV cache: num_blocks pages of page_size tokens. threads <= 0: all cores.
+  // On the CPU: allocates the KV cache, num_blocks pages of page_size tokens. threads <= 0: all cores.
   StepRunner(const Model& model, int num_blocks, int page_size, int threads);
+  // Over any whole-model shard (e.g. make_cuda_shard's); its KV cache has shard->num_blocks() pages.
+  explicit StepRunner(std::unique_ptr<ShardForward> shard);
 
   // Runs the step (one at a time: a second submit() before collect() is an InvalidArgument).
   // `rows` are indices into the step's tokens (concatenated in step order), ascending.
@@ -25,13 +30,12 @@ class StepRunner : public StepExecutor {
   // The logits of the submitted step, [rows.size(), vocab], valid until the next submit().
   const float* collect() override;
 
-  int vocab() const override { return model_.config().vocab_size; }
-  const KvCache& kv() const { return kv_; }
+  int vocab() const override { return shard_->config().vocab_size; }
+  const ShardForward& shard() const { return *shard_; }
 
  private:
-  const Model& model_;
-  cpu::ThreadPool pool_;
-  KvCache kv_;
+  std::unique_ptr<cpu::ThreadPool> pool_;  // the CPU shard's threads; null for other devices
+  std::unique_ptr<ShardForward> shard_;
   std::vector<int32_t> tokens_;
   std::vector<float> hidden_;    // [step tokens, hidden]
   std::vector<float> selected_;  // [rows, hidden]

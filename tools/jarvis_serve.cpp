@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "csrc/model/device.h"
 #include "csrc/model/model.h"
 #include "csrc/tokenizer/tokenizer.h"
 #include "engine/cluster/model_identity.h"
@@ -31,6 +32,7 @@
 #include "engine/engine.h"
 #include "engine/engine_config.h"
 #include "engine/pipeline/pipeline_launch.h"
+#include "engine/step_runner.h"
 #include "metrics/pipeline_metrics.h"
 #include "metrics/serving_metrics.h"
 #include "server/api_server.h"
@@ -50,6 +52,9 @@ struct Options {
   std::string split;                  // "a,b,c"; empty: even (plan_split)
   std::string worker_bin;             // empty: jarvis-worker next to this executable
   int worker_threads = 1;
+  std::string device = "cpu";         // rank 0's device, one rank only for now
+  std::string gpu_dtype = "f16";
+  double gpu_memory_fraction = 0.9;
   int micro_batches = 0;              // steps in the ring at once; 0: one per rank
   std::vector<jarvis::ShardSpec> plan;  // one per rank when ranks > 1 (checked before loading)
   jarvis::ModelConfig model_config;     // header only, when ranks > 1
@@ -101,6 +106,23 @@ std::unique_ptr<jarvis::PipelineLaunch> start_pipeline(const Options& o, const j
   return launch;
 }
 
+// The whole model on a GPU (--device cuda:N): weights uploaded, KV pages on the device. Sets
+// o.engine.kv_blocks to the pages the device cache holds (--kv-blocks asks for exactly that many).
+std::unique_ptr<jarvis::StepExecutor> gpu_executor(Options& o, const jarvis::Model& model) {
+  jarvis::CudaShardOptions co;
+  co.device = jarvis::parse_device(o.device).index;
+  co.dtype = jarvis::parse_gpu_dtype(o.gpu_dtype);
+  co.gpu_memory_fraction = o.gpu_memory_fraction;
+  co.page_size = o.engine.page_size;
+  co.num_blocks = o.engine.kv_blocks;
+  co.max_step_tokens = o.engine.max_batched_tokens;
+  std::unique_ptr<jarvis::ShardForward> shard = jarvis::make_cuda_shard(model, co);
+  o.engine.kv_blocks = shard->num_blocks();
+  std::fprintf(stderr, "jarvis-serve: model on %s (%s), %d KV blocks on the device\n", shard->device_name().c_str(),
+               jarvis::gpu_dtype_name(co.dtype), o.engine.kv_blocks);
+  return std::make_unique<jarvis::StepRunner>(std::move(shard));
+}
+
 // "models/SmolLM2-135M-Instruct.Q4_1.gguf" -> "SmolLM2-135M-Instruct.Q4_1"
 std::string default_model_name(const std::string& path) {
   std::string name = path;
@@ -139,6 +161,8 @@ int run(Options& o) {
     }
     ring = start_pipeline(o, *model, pipeline_metrics);
     executor = ring->take_executor();
+  } else if (jarvis::parse_device(o.device).is_cuda()) {
+    executor = gpu_executor(o, *model);
   }
   std::unique_ptr<jarvis::Tokenizer> tok = jarvis::Tokenizer::create(model->tokenizer_data());
   o.server.served_model_name = name;
@@ -249,6 +273,13 @@ int main(int argc, char** argv) {
   app.add_option("--shutdown-grace-seconds", o.shutdown_grace_s, "on SIGTERM, time in-flight requests get to finish")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--device", o.device, "cpu, cuda or cuda:N (one rank; GPU workers: jarvis-worker --device)")
+      ->capture_default_str();
+  app.add_option("--gpu-dtype", o.gpu_dtype, "weights and activations on the GPU: f16, bf16 or f32")
+      ->capture_default_str();
+  app.add_option("--gpu-memory-fraction", o.gpu_memory_fraction, "of the GPU's free memory for the KV cache")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 1.0));
   app.add_option("--ranks", o.ranks, "pipeline ranks on this machine (rank 0 is this process)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -292,6 +323,20 @@ int main(int argc, char** argv) {
   }
   e.prefix_caching = !no_prefix_caching;
 
+  try {
+    const jarvis::DeviceSpec device = jarvis::parse_device(o.device);
+    jarvis::parse_gpu_dtype(o.gpu_dtype);
+    if (device.is_cuda()) {
+      if (o.ranks > 1 || !o.cluster_file.empty()) {
+        throw jarvis::InvalidArgument("--device cuda is for one rank so far; in a ring, give workers "
+                                      "`jarvis-worker --device cuda:N`");
+      }
+      jarvis::check_cuda_device(device.index);  // before the model load
+    }
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "jarvis-serve: error: %s\n", err.what());
+    return 2;
+  }
   try {
     jarvis::transport::parse_link_shapes(o.link_delay, o.link_jitter, o.link_bandwidth);
   } catch (const std::exception& err) {

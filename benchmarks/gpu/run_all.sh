@@ -5,7 +5,8 @@
 #   3. run the GPU tests (ctest -L gpu, or the test binaries directly on the fallback build): the
 #      kernels against the CPU backend, and the model on the GPU (csrc/cuda/) against the CPU Model;
 #   4. compute-sanitizer memcheck and racecheck on a small subset of the GPU tests;
-#   5. jarvis-cli greedy text on the CPU and the GPU side by side (CMake build only);
+#   5. jarvis-cli greedy text on the CPU and the GPU side by side (CMake build only); jarvis-serve
+#      --device cuda:0 answering a completion and jarvis-bench against it (when cpp-httplib builds);
 #   6. the attention benchmark.
 # Everything goes to $OUT when set (the device tool brings it back), else build/gpu-results.
 #
@@ -64,6 +65,13 @@ if [ -z "${JARVIS_GPU_DIRECT:-}" ] && cmake -S "$ROOT" -B "$BUILD" -G "$GEN" -DC
     MODEL_TESTS=$BUILD/bin/jarvis_gpu_model_tests
     CLI=$BUILD/bin/jarvis-cli
     BENCH=$BUILD/bin/jarvis-gpu-attention-bench
+    # The served path needs cpp-httplib too: optional, its failure does not fail the run.
+    if cmake --build "$BUILD" -j "$JOBS" --target jarvis-serve jarvis-bench >"$RES/build_serve.log" 2>&1; then
+      SERVE=$BUILD/bin/jarvis-serve
+      LOADGEN=$BUILD/bin/jarvis-bench
+    else
+      echo "jarvis-serve/jarvis-bench did not build (missing cpp-httplib?): serving benchmark skipped"
+    fi
   else
     echo "CMake build FAILED (tail of build.log):"; tail -40 "$RES/build.log"; status=1
   fi
@@ -196,6 +204,22 @@ if [ -n "$CLI" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then
     timeout 120 "$CLI" -m "$JARVIS_TEST_MODEL" -p "The capital of France is" -n 24 --temperature 0 \
       --device $dev 2>&1 || status=1
   done
+fi
+
+if [ -n "${SERVE:-}" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then
+  step "serving on the GPU: jarvis-serve --device cuda:0, jarvis-bench at concurrency 1 and 16"
+  "$SERVE" --model "$JARVIS_TEST_MODEL" --device cuda:0 --port 8790 >"$RES/serve_gpu.log" 2>&1 &
+  SERVE_PID=$!
+  for _ in $(seq 120); do curl -sf http://127.0.0.1:8790/health >/dev/null 2>&1 && break; sleep 0.5; done
+  curl -s http://127.0.0.1:8790/v1/completions -H 'Content-Type: application/json' \
+    -d '{"prompt": "The capital of France is", "max_tokens": 16, "temperature": 0}' || status=1
+  echo
+  for c in 1 16; do
+    timeout 180 "$LOADGEN" --base-url http://127.0.0.1:8790/v1 -n $((c * 4)) --concurrency $c --input-len 128 \
+      --output-len 64 --json "$RES/serve_gpu_c$c.json" 2>&1 | tail -25 || status=1
+  done
+  kill "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null
+  tail -5 "$RES/serve_gpu.log"
 fi
 
 if [ -n "$BENCH" ]; then

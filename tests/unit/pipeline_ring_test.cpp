@@ -128,9 +128,9 @@ TEST(PipelineRing, TailBeforeTheLastRankIsRefused) {
   EXPECT_THROW(StageWorker(*m, kNumBlocks, kPageSize, 1), InvalidArgument);
 }
 
-// The last rank holding the tail sends back the logits of the rows, not hidden rows.
-TEST(PipelineRing, TailRankReturnsLogitsOfTheRows) {
-  InprocRing ring(10, 10, 1, -1, -1, kNumBlocks, false, true);
+// Sends one 5-token step into the ring past rank 0's runner, asking for rows 1 and 4, and decodes
+// what the last rank sends back (`vocab` > 0: rank 0 accepts logits of that vocabulary).
+StageRecord probe_rows_1_and_4(InprocRing& ring, int vocab) {
   ring.runner->handshake();
   BatchView b;
   b.seqs.push_back({1, 5, 0, {3}, true});
@@ -141,8 +141,14 @@ TEST(PipelineRing, TailRankReturnsLogitsOfTheRows) {
   lim.hidden = 576;
   lim.num_blocks = kNumBlocks;
   lim.page_size = kPageSize;
-  lim.vocab = 49152;
-  const StageRecord r = decode_stage_record(m.payload, lim);
+  lim.vocab = vocab;
+  return decode_stage_record(m.payload, lim);
+}
+
+// The last rank holding the tail sends back the logits of the rows, not hidden rows.
+TEST(PipelineRing, TailRankReturnsLogitsOfTheRows) {
+  InprocRing ring(10, 10, 1, -1, -1, kNumBlocks, false, true);
+  const StageRecord r = probe_rows_1_and_4(ring, 49152);
   EXPECT_TRUE(r.has_logits);
   EXPECT_EQ(r.rows, (std::vector<int>{1, 4}));
   EXPECT_EQ(r.logits.size(), 2u * 49152);
@@ -202,17 +208,7 @@ TEST(PipelineRing, HandshakeRefusesAnotherKvLayout) {
 // The last rank sends back only the rows rank 0 computes logits for.
 TEST(PipelineRing, LastRankReturnsOnlyTheLogitRows) {
   InprocRing ring(10, 10, 1);
-  ring.runner->handshake();
-  BatchView b;
-  b.seqs.push_back({1, 5, 0, {3}, true});
-  const std::vector<float> hidden(5 * 576, 0.25f);
-  ring.to_next->send(encode_stage_step(7, 0, b, hidden.data(), 576, kPageSize, {1, 4}));
-  const transport::Message m = ring.from_last->recv(std::chrono::seconds(10));
-  StageLimits lim;
-  lim.hidden = 576;
-  lim.num_blocks = kNumBlocks;
-  lim.page_size = kPageSize;
-  const StageRecord r = decode_stage_record(m.payload, lim);
+  const StageRecord r = probe_rows_1_and_4(ring, 0);
   EXPECT_TRUE(r.trimmed);
   EXPECT_EQ(r.rows, (std::vector<int>{1, 4}));
   EXPECT_EQ(r.hidden.size(), 2u * 576);

@@ -98,7 +98,17 @@ CudaModel::CudaModel(const Model& model, const CudaShardOptions& options)
   // Scratch for ordinary steps first, so the KV budget is measured on what is really left.
   if (options.max_step_tokens < 1) throw InvalidArgument("CUDA backend: max_step_tokens must be >= 1");
   reserve(options.max_step_tokens);
+  // Decode graphs: cuBLAS gets a fixed workspace (32 MiB, what cuBLAS sizes for sm_90) so that
+  // no GEMM allocates inside a capture; eager steps use the same one, so both pick the same
+  // kernels. The decode buffers are sized for the model's context first, then cut to the cache.
+  cuda_graphs_ = options.cuda_graphs;
+  cublas_workspace_.grow(size_t{32} << 20, "cuBLAS workspace");
+  JARVIS_CUDA_CHECK(cublasSetWorkspace(cublas_.get(), cublas_workspace_.get(), cublas_workspace_.bytes()));
+  const int64_t context = config_.context_length > 0 ? config_.context_length : 32768;
+  const int page = std::max(options.page_size, 1);
+  setup_decode(static_cast<int>((context + page - 1) / page), page);
   allocate_kv(options);
+  setup_decode(std::min(decode_blocks_, num_blocks_), page_size_);
 }
 
 void CudaModel::allocate_kv(const CudaShardOptions& o) {
@@ -156,26 +166,32 @@ void CudaModel::reserve(int n) {
   slots_.grow(t * sizeof(int64_t), "slot mapping");
   cos_sin_.grow(t * config_.rope_dim * sizeof(float), "RoPE table");
   reserved_tokens_ = n;
+  ++scratch_generation_;  // captured decode graphs hold the old pointers
+}
+
+int64_t CudaModel::checked_blocks(const SequenceSlice& s) const {
+  if (s.n_tokens < 0 || s.start_pos < 0) throw InvalidArgument("forward_layers: negative slice size or position");
+  const int64_t needed = (static_cast<int64_t>(s.start_pos) + s.n_tokens + page_size_ - 1) / page_size_;
+  if (static_cast<int64_t>(s.block_table.size()) < needed) {
+    throw InvalidArgument("sequence " + std::to_string(s.seq_id) + ": block table has " +
+                          std::to_string(s.block_table.size()) + " blocks, positions up to " +
+                          std::to_string(s.start_pos + s.n_tokens) + " need " + std::to_string(needed));
+  }
+  for (int64_t b = 0; b < needed; ++b) {
+    if (s.block_table[b] < 0 || s.block_table[b] >= num_blocks_) {
+      throw InvalidArgument("sequence " + std::to_string(s.seq_id) + ": block id " +
+                            std::to_string(s.block_table[b]) + " outside the cache's " +
+                            std::to_string(num_blocks_) + " blocks");
+    }
+  }
+  return needed;
 }
 
 int CudaModel::plan_step(const BatchView& batch) {
   const int ns = static_cast<int>(batch.seqs.size());
   int n = 0, max_blocks = 1;
   for (const SequenceSlice& s : batch.seqs) {
-    if (s.n_tokens < 0 || s.start_pos < 0) throw InvalidArgument("forward_layers: negative slice size or position");
-    const int64_t needed = (static_cast<int64_t>(s.start_pos) + s.n_tokens + page_size_ - 1) / page_size_;
-    if (static_cast<int64_t>(s.block_table.size()) < needed) {
-      throw InvalidArgument("sequence " + std::to_string(s.seq_id) + ": block table has " +
-                            std::to_string(s.block_table.size()) + " blocks, positions up to " +
-                            std::to_string(s.start_pos + s.n_tokens) + " need " + std::to_string(needed));
-    }
-    for (int64_t b = 0; b < needed; ++b) {
-      if (s.block_table[b] < 0 || s.block_table[b] >= num_blocks_) {
-        throw InvalidArgument("sequence " + std::to_string(s.seq_id) + ": block id " +
-                              std::to_string(s.block_table[b]) + " outside the cache's " +
-                              std::to_string(num_blocks_) + " blocks");
-      }
-    }
+    const int64_t needed = checked_blocks(s);
     max_blocks = std::max<int>(max_blocks, static_cast<int>(needed));
     n += s.n_tokens;
   }
@@ -318,6 +334,7 @@ void CudaModel::embed(const int32_t* tokens, int n, float* hidden) {
 void CudaModel::forward_layers(const BatchView& batch, float* hidden) {
   std::lock_guard<std::mutex> lock(mu_);
   JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  if (decode_step(batch, hidden)) return;  // bucketed decode (cuda_model_decode.cpp)
   const int n = plan_step(batch);
   if (n == 0) return;
   cudaStream_t st = stream_.get();

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "csrc/cuda/cuda_graph.h"
 #include "csrc/cuda/cuda_weights.h"
 #include "csrc/cuda/device_memory.h"
 #include "csrc/model/device.h"
@@ -57,6 +58,37 @@ class CudaModel : public ShardForward {
   // Host-side checks and metadata of a step (as Model::forward_layers); returns total tokens.
   int plan_step(const BatchView& batch);
   void layer_forward(int layer, int n);
+  // Validates one slice's positions and block ids; returns the blocks its positions need.
+  int64_t checked_blocks(const SequenceSlice& s) const;
+
+  // ---- Decode steps: bucketed, replayed from CUDA graphs (cuda_model_decode.cpp) ----
+  // A decode step (every slice one token, at most kDecodeBuckets.back() slices, every sequence
+  // within decode_blocks_ pages) runs padded up to a bucket size with fixed metadata buffers and
+  // a fixed attention plan per bucket, so its launches can be captured once and replayed. The
+  // same launches run eagerly when graphs are off (or failed), so both give the same bits.
+  // Padding rows: slot -1 (no KV write), zero-length sequences (attention skips them), zero input.
+  bool decode_step(const BatchView& batch, float* hidden);  // false: not such a step
+  void setup_decode(int max_blocks, int page_size);  // (re)sizes the fixed buffers and plans
+  void run_decode_layers(size_t bucket);  // the launches a graph holds (bucket: index)
+  void launch_decode(size_t bucket);      // replay, capture, or run eagerly
+  void capture_decode(size_t bucket);     // throws CudaError
+
+  bool cuda_graphs_ = true;
+  bool graphs_failed_ = false;          // a capture failed once: eager from then on
+  uint64_t scratch_generation_ = 0;     // bumped whenever reserve() reallocates the scratch
+  int decode_blocks_ = 0;               // block-table width of the fixed layout
+  DeviceBuffer cublas_workspace_;       // fixed, so cuBLAS allocates nothing during capture
+  DeviceBuffer decode_meta_;            // [offsets | counts | starts][bucket], tables [bucket][decode_blocks_]
+  DeviceBuffer decode_workspace_;       // split-KV partials of the largest bucket plan
+  std::vector<cuda::AttentionPlan> decode_plans_;  // per bucket, for a full decode_blocks_ context
+  struct DecodeGraph {
+    GraphExec exec;
+    uint64_t generation = 0;
+    bool warmed = false;  // ran once eagerly (lazy module loads happen outside capture)
+  };
+  std::vector<DecodeGraph> decode_graphs_;
+  std::vector<int32_t> h_tables_;
+  // ---- end decode steps ----
 
   ModelConfig config_;
   ShardSpec shard_;

@@ -42,6 +42,9 @@ struct CudaShardOptions {
   // Scratch is sized for steps of up to this many tokens at load, so a long prefill later does
   // not find the memory taken by the KV cache; larger steps still work when memory is left.
   int max_step_tokens = 512;
+  // Decode steps (every sequence one token) replay a CUDA graph captured once per batch-size
+  // bucket instead of launching ~12 kernels per layer; off runs the same launches eagerly.
+  bool cuda_graphs = true;
 };
 
 // True when this binary was built with the CUDA backend (-DJARVIS_CUDA=ON or AUTO with nvcc).

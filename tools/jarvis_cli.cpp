@@ -45,6 +45,7 @@ struct Options {
   std::string device = "cpu";
   std::string gpu_dtype = "f16";
   double gpu_memory_fraction = 0.9;
+  std::string cuda_graphs = "on";
 };
 
 std::string token_text(const jarvis::Tokenizer& tok, int32_t id) {
@@ -99,6 +100,7 @@ int run(const Options& o) {
     co.page_size = kPageSize;
     co.num_blocks = num_blocks;
     co.max_step_tokens = std::max(1, std::min(o.chunk, ctx));
+    co.cuda_graphs = o.cuda_graphs == "on";
     const auto t1 = std::chrono::steady_clock::now();
     gpu = jarvis::make_cuda_shard(*model, co);
     std::fprintf(stderr, "device: %s, uploaded in %.2f s\n", gpu->device_name().c_str(),
@@ -167,6 +169,7 @@ int main(int argc, char** argv) {
   app.add_option("--gpu-memory-fraction", o.gpu_memory_fraction,
                  "most of the GPU's free memory (after weights) the KV cache may take")
       ->capture_default_str();
+  app.add_option("--cuda-graphs", o.cuda_graphs, "decode steps replay CUDA graphs: on or off")->check(CLI::IsMember({"on", "off"}))->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

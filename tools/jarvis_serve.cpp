@@ -55,6 +55,7 @@ struct Options {
   std::string device = "cpu";         // rank 0's device, one rank only for now
   std::string gpu_dtype = "f16";
   double gpu_memory_fraction = 0.9;
+  std::string cuda_graphs = "on";
   int micro_batches = 0;              // steps in the ring at once; 0: one per rank
   std::vector<jarvis::ShardSpec> plan;  // one per rank when ranks > 1 (checked before loading)
   jarvis::ModelConfig model_config;     // header only, when ranks > 1
@@ -116,6 +117,7 @@ std::unique_ptr<jarvis::StepExecutor> gpu_executor(Options& o, const jarvis::Mod
   co.page_size = o.engine.page_size;
   co.num_blocks = o.engine.kv_blocks;
   co.max_step_tokens = o.engine.max_batched_tokens;
+  co.cuda_graphs = o.cuda_graphs == "on";
   std::unique_ptr<jarvis::ShardForward> shard = jarvis::make_cuda_shard(model, co);
   o.engine.kv_blocks = shard->num_blocks();
   std::fprintf(stderr, "jarvis-serve: model on %s (%s), %d KV blocks on the device\n", shard->device_name().c_str(),
@@ -277,6 +279,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--gpu-dtype", o.gpu_dtype, "weights and activations on the GPU: f16, bf16 or f32")
       ->capture_default_str();
+  app.add_option("--cuda-graphs", o.cuda_graphs, "decode steps replay CUDA graphs: on or off")->check(CLI::IsMember({"on", "off"}))->capture_default_str();
   app.add_option("--gpu-memory-fraction", o.gpu_memory_fraction, "of the GPU's free memory for the KV cache")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 1.0));

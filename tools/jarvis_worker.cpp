@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   std::string link_delay, link_jitter, link_bandwidth;
   std::string device_name = "cpu", gpu_dtype = "f16";
   double gpu_memory_fraction = 0.9;
+  std::string cuda_graphs = "on";
   app.add_option("--cluster", cluster_file,
                  "cluster file: model, layers, addresses, KV blocks and link shapes come from it");
   app.add_option("--node", node, "with --cluster: this rank's node name (instead of --rank)");
@@ -93,6 +94,7 @@ int main(int argc, char** argv) {
   app.add_option("--gpu-memory-fraction", gpu_memory_fraction,
                  "most of the GPU's free memory (after weights) the KV cache may take")
       ->capture_default_str();
+  app.add_option("--cuda-graphs", cuda_graphs, "decode steps replay CUDA graphs: on or off")->check(CLI::IsMember({"on", "off"}))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -173,6 +175,7 @@ int main(int argc, char** argv) {
       co.gpu_memory_fraction = gpu_memory_fraction;
       co.page_size = setup.page_size;
       co.num_blocks = static_cast<int>(setup.kv_blocks);  // rank 0's block ids index this cache directly
+      co.cuda_graphs = cuda_graphs == "on";
       gpu = jarvis::make_cuda_shard(*model, co);
       std::fprintf(stderr, "jarvis-worker: layers on %s\n", gpu->device_name().c_str());
       worker_ptr = std::make_unique<jarvis::StageWorker>(*gpu);

@@ -48,6 +48,10 @@ class CudaModel : public ShardForward {
 
   size_t weight_bytes() const { return weights_.bytes; }
   size_t kv_bytes() const { return kv_.bytes(); }
+  // Decode steps that replayed a captured graph, and graphs captured (tests and benchmarks check
+  // that the graph path really ran).
+  size_t graph_replays() const { return graph_replays_; }
+  size_t graph_captures() const { return graph_captures_; }
 
  private:
   int n_layers() const { return shard_.end_layer - shard_.first_layer; }
@@ -88,6 +92,7 @@ class CudaModel : public ShardForward {
   };
   std::vector<DecodeGraph> decode_graphs_;
   std::vector<int32_t> h_tables_;
+  size_t graph_replays_ = 0, graph_captures_ = 0;
   // ---- end decode steps ----
 
   ModelConfig config_;

@@ -150,12 +150,14 @@ void CudaModel::launch_decode(size_t bucket) {
   if (cuda_graphs_ && !graphs_failed_) {
     if (g.exec && g.generation == scratch_generation_) {
       JARVIS_CUDA_CHECK(cudaGraphLaunch(g.exec.get(), stream_.get()));
+      ++graph_replays_;
       return;
     }
     if (g.warmed) {
       try {
         capture_decode(bucket);
         JARVIS_CUDA_CHECK(cudaGraphLaunch(g.exec.get(), stream_.get()));
+        ++graph_replays_;
         return;
       } catch (const CudaError& e) {
         // Serving goes on without graphs: the same launches, eagerly.
@@ -193,6 +195,7 @@ void CudaModel::capture_decode(size_t bucket) {
   JARVIS_CUDA_CHECK(e);
   g.exec.reset(exec);
   g.generation = scratch_generation_;
+  ++graph_captures_;
 }
 
 }  // namespace jarvis

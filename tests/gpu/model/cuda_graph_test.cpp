@@ -245,5 +245,25 @@ TEST(CudaGraphBuckets, EveryBucketMatchesEager) {
   EXPECT_GT(graph.graph_replays(), 0u);
 }
 
+// A small case for compute-sanitizer (benchmarks/gpu/run_all.sh): 3 sequences in the bucket of
+// 4, the first decode step eager, the second captured, the rest replayed; split-KV in play
+// (sequence 0 past the first 256-key chunk of the bucket's plan).
+TEST(CudaGraphSmoke, PaddedBucketReplays) {
+  SKIP_WITHOUT_GPU();
+  constexpr int kBlocks = 64, kBlocksEach = 20;
+  auto model = small_model(kBlocksEach * kPageSize);
+  CudaModel graph(*model, options(GpuDType::kF16, kBlocks, true));
+  CudaModel eager(*model, options(GpuDType::kF16, kBlocks, false));
+  Driver drv(3, kBlocksEach, kBlocks, model->config().hidden);
+  drv.backends = {&graph, &eager};
+  for (int i = 0; i < 5; ++i) drv.step({60, i == 0 ? 17 : 0, i == 0 ? 3 : 0});  // sequence 0 at 300
+  for (int s = 0; s < 5; ++s) {
+    const std::vector<std::vector<float>> o = drv.step({1, 1, 1});
+    EXPECT_TRUE(same_bits(o[0], o[1])) << "decode step " << s;
+  }
+  EXPECT_EQ(graph.graph_captures(), 1u);
+  EXPECT_EQ(graph.graph_replays(), 4u);
+}
+
 }  // namespace
 }  // namespace jarvis

@@ -247,7 +247,7 @@ TEST(CudaGraphBuckets, EveryBucketMatchesEager) {
 
 // A small case for compute-sanitizer (benchmarks/gpu/run_all.sh): 3 sequences in the bucket of
 // 4, the first decode step eager, the second captured, the rest replayed; split-KV in play
-// (sequence 0 past the first 256-key chunk of the bucket's plan).
+// (sequence 0, at 300, past the first key chunk of the bucket's 2-split plan).
 TEST(CudaGraphSmoke, PaddedBucketReplays) {
   SKIP_WITHOUT_GPU();
   constexpr int kBlocks = 64, kBlocksEach = 20;

@@ -231,13 +231,14 @@ void bench_kernels(const Device& dev, const Shape& s, const std::vector<int>& ba
     jarvis::CudaStream blas_stream;
     jarvis::CublasHandle blas(blas_stream.get());
     jarvis::DeviceBuffer ws(size_t{32} << 20, "cuBLAS workspace");
-    BENCH_CHECK(cublasSetWorkspace(blas.get(), ws.get(), ws.bytes()));
     for (const G& g : gemms) {
       const size_t w = static_cast<size_t>(g.in) * g.out * e, x = rows * g.in * e, y = rows * g.out * (g.f32_out ? 4 : e);
       row.what = g.what;
       row.bytes = static_cast<double>(w + x + y * (g.f32_out && std::strstr(g.what, "+=") ? 2 : 1));
       row.us = time_kernel(dev, {w, x, y}, iters, [&](cudaStream_t st, const std::vector<void*>& p) {
+        // cublasSetStream resets the workspace to cuBLAS's pool: set ours again, as CudaModel does.
         BENCH_CHECK(cublasSetStream(blas.get(), st));
+        BENCH_CHECK(cublasSetWorkspace(blas.get(), ws.get(), ws.bytes()));
         jarvis::cuda::GemmParams gp;
         gp.dtype = dt;
         gp.out_dtype = g.f32_out ? DType::kF32 : dt;

@@ -6,8 +6,8 @@
 //     heads / 14336) shape, for decode batches of 1..256 rows. Each call's buffers rotate over
 //     enough copies to span 3x the L2 cache, so the figures are DRAM traffic, not L2 hits.
 //   decode step: CudaModel (csrc/cuda/) on a synthetic model of that shape (weights filled
-//     arithmetically: no model file), forward_layers + compute_logits per step, CUDA graphs on
-//     and off: tokens/s and (weight bytes + KV bytes read per step) / time / peak bandwidth.
+//     arithmetically: no model file), forward_layers alone and with compute_logits, CUDA graphs
+//     on and off: tokens/s and (weight bytes + KV bytes read per step) / time / peak bandwidth.
 // Usage: jarvis-gpu-layer-bench [--quick]; a JSON copy goes to $OUT/layer_bench.json when OUT is set.
 #include <cuda_runtime.h>
 
@@ -334,24 +334,30 @@ void bench_decode(const Device& dev, const Shape& s, int layers, const std::vect
       }
       std::vector<float> hidden(static_cast<size_t>(b) * s.hidden, 0.01f);
       std::vector<float> logits(static_cast<size_t>(b) * s.vocab);
-      auto step = [&] {
-        std::fill(hidden.begin(), hidden.end(), 0.01f);
-        m.forward_layers(batch, hidden.data());
-        m.compute_logits(hidden.data(), b, logits.data());
-      };
-      for (int i = 0; i < 3; ++i) step();  // eager, capture, replay
-      const auto t0 = std::chrono::steady_clock::now();
-      for (int i = 0; i < steps; ++i) step();
-      const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / steps;
-      Row row;
-      row.what = std::string("decode step, graphs ") + (graphs ? "on" : "off") + " (" + std::to_string(layers) + " layers)";
-      row.shape = s.name;
-      row.rows = b;
-      row.us = us;
-      // Weights once per step, plus every sequence's K and V of every layer.
-      row.bytes = layers * layer_w + head_w + 2.0 * e * b * static_cast<double>(ctx) * s.kv_dim() * layers;
-      row.tokens_per_s = b / (us * 1e-6);
-      report(dev, row);
+      // Two figures: the layers alone (what graphs change), then the step with the head and the
+      // logits copied to the host (what a host-sampled decode step costs today).
+      for (const bool head : {false, true}) {
+        auto step = [&] {
+          std::fill(hidden.begin(), hidden.end(), 0.01f);
+          m.forward_layers(batch, hidden.data());
+          if (head) m.compute_logits(hidden.data(), b, logits.data());
+        };
+        for (int i = 0; i < 3; ++i) step();  // eager, capture, replay
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < steps; ++i) step();
+        const double us =
+            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / steps;
+        Row row;
+        row.what = std::string(head ? "step+head" : "layers") + ", graphs " + (graphs ? "on" : "off") + " (" +
+                   std::to_string(layers) + " layers)";
+        row.shape = s.name;
+        row.rows = b;
+        row.us = us;
+        // Weights once per step, plus every sequence's K and V of every layer.
+        row.bytes = layers * layer_w + (head ? head_w : 0.0) + 2.0 * e * b * static_cast<double>(ctx) * s.kv_dim() * layers;
+        row.tokens_per_s = b / (us * 1e-6);
+        report(dev, row);
+      }
     }
     if (graphs) {
       std::printf("  (graph replays %zu, captures %zu)\n", m.graph_replays(), m.graph_captures());
@@ -402,8 +408,8 @@ int main(int argc, char** argv) {
     bench_kernels(dev, kSmol, batches, iters);
     bench_kernels(dev, kSeven, batches, iters);
 
-    std::printf("\nwhole decode step (CudaModel forward_layers + compute_logits, f16, context 1024 per sequence;\n"
-                " bytes = weights once + every sequence's K/V; includes the host copies of the step)\n");
+    std::printf("\nwhole decode step (CudaModel: forward_layers alone, then with compute_logits; f16, context 1024\n"
+                " per sequence; bytes = weights once + every sequence's K/V; host copies of the step included)\n");
     const std::vector<int> dbatch = quick ? std::vector<int>{1, 16, 64} : std::vector<int>{1, 4, 16, 64, 128};
     bench_decode(dev, kSmol, kSmol.layers, dbatch, 1024, quick ? 20 : 100);
     // 7B-class: 8 of its 32 layers keep the host-side synthetic weights small (the step's

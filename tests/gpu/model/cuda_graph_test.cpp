@@ -203,7 +203,6 @@ TEST_P(CudaGraphDecode, MatchesEagerBitForBit) {
     std::vector<int> counts(6, 0);
     for (int i = 0; i < n; ++i) counts[(i + s) % 6] = 1;  // a changing subset
     check(counts, "decode step " + std::to_string(s) + " (" + std::to_string(n) + " sequences)");
-    if (s == 30) check({0, 0, 0, 0, 0, 0}, "empty step");
   }
   const size_t replays_before = graph.graph_replays();
   EXPECT_GT(replays_before, 0u) << "the graph path never replayed";

@@ -66,16 +66,18 @@ class CudaModel : public ShardForward {
   int64_t checked_blocks(const SequenceSlice& s) const;
 
   // ---- Decode steps: bucketed, replayed from CUDA graphs (cuda_model_decode.cpp) ----
-  // A decode step (every slice one token, at most kDecodeBuckets.back() slices, every sequence
-  // within decode_blocks_ pages) runs padded up to a bucket size with fixed metadata buffers and
-  // a fixed attention plan per bucket, so its launches can be captured once and replayed. The
-  // same launches run eagerly when graphs are off (or failed), so both give the same bits.
+  // A decode step (every slice one token, at most 256 slices, every sequence within
+  // decode_blocks_ pages) runs padded up to a batch-size bucket with fixed metadata buffers and
+  // a fixed attention plan per (bucket, context class: the longest sequence rounded up to a power
+  // of two), so its launches can be captured once per pair and replayed. The same launches run
+  // eagerly when graphs are off (or failed), so both give the same bits.
   // Padding rows: slot -1 (no KV write), zero-length sequences (attention skips them), zero input.
   bool decode_step(const BatchView& batch, float* hidden);  // false: not such a step
   void setup_decode(int max_blocks, int page_size);  // (re)sizes the fixed buffers and plans
-  void run_decode_layers(size_t bucket);  // the launches a graph holds (bucket: index)
-  void launch_decode(size_t bucket);      // replay, capture, or run eagerly
-  void capture_decode(size_t bucket);     // throws CudaError
+  // graph: bucket index * decode_contexts_.size() + context class index.
+  void run_decode_layers(size_t graph);  // the launches a graph holds
+  void launch_decode(size_t graph);      // replay, capture, or run eagerly
+  void capture_decode(size_t graph);     // throws CudaError
 
   bool cuda_graphs_ = true;
   bool graphs_failed_ = false;          // a capture failed once: eager from then on
@@ -83,8 +85,9 @@ class CudaModel : public ShardForward {
   int decode_blocks_ = 0;               // block-table width of the fixed layout
   DeviceBuffer cublas_workspace_;       // fixed, so cuBLAS allocates nothing during capture
   DeviceBuffer decode_meta_;            // [offsets | counts | starts][bucket], tables [bucket][decode_blocks_]
-  DeviceBuffer decode_workspace_;       // split-KV partials of the largest bucket plan
-  std::vector<cuda::AttentionPlan> decode_plans_;  // per bucket, for a full decode_blocks_ context
+  DeviceBuffer decode_workspace_;       // split-KV partials of the largest plan
+  std::vector<int> decode_contexts_;    // context classes: 256, 512, ... up to decode_blocks_ pages
+  std::vector<cuda::AttentionPlan> decode_plans_;  // per graph index, for its class's full context
   struct DecodeGraph {
     GraphExec exec;
     uint64_t generation = 0;

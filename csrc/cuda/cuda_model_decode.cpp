@@ -1,16 +1,17 @@
 // CudaModel's decode steps (see "Decode steps" in cuda_model.h): every slice one token, run
-// padded to a batch-size bucket over fixed device buffers, so one captured CUDA graph per bucket
-// replays the whole layer loop with a single launch.
+// padded to a batch-size bucket over fixed device buffers, so one captured CUDA graph per
+// (bucket, context class) replays the whole layer loop with a single launch.
 //
-// What makes the captured launches valid for every later step of the bucket:
+// What makes the captured launches valid for every later step of the same bucket and class:
 //  - every per-step input lives in a buffer whose address is fixed until reserve() reallocates
 //    (scratch_generation_ then re-captures): positions_, slots_ (the cos/sin table is computed
 //    inside the graph from positions_), decode_meta_ (offsets, counts, starts, block tables of
 //    width decode_blocks_), hidden_; the host writes them by memcpy before the replay;
-//  - the attention plan is fixed per bucket for the longest context the layout allows
-//    (decode_blocks_ pages): the kernel returns early for splits past a sequence's length, and
-//    the merge reads exactly the splits that saw a key (split s <= pos / kv_chunk), so a short
-//    sequence in a long plan is exact;
+//  - the attention plan is fixed per (bucket, context class) for the longest context of the class
+//    (powers of two from 256 keys up to decode_blocks_ pages), so a step gets about the split-KV
+//    parallelism the eager plan would give it: the kernel returns early for splits past a
+//    sequence's length, and the merge reads exactly the splits that saw a key (split
+//    s <= pos / kv_chunk), so a sequence shorter than its plan's context is exact;
 //  - cuBLAS has a fixed workspace (constructor) and nothing in the layer loop allocates or syncs.
 // Padding rows (n real sequences in a bucket of b): slot -1 (rope_write_kv stores nothing),
 // zero-length sequences (attention CTAs and merge blocks return at once), a zero hidden row and a
@@ -33,28 +34,36 @@ namespace {
 
 constexpr int kBuckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 constexpr size_t kNumBuckets = std::size(kBuckets);
+// The smallest context class: the attention planner's minimum split length (kMinSplitKeys).
+constexpr int kMinContextClass = 256;
 
 }  // namespace
 
 void CudaModel::setup_decode(int max_blocks, int page_size) {
   decode_blocks_ = std::max(max_blocks, 1);
   const int max_b = kBuckets[kNumBuckets - 1];
+  const int max_ctx = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(decode_blocks_) * page_size, 1 << 30));
+  decode_contexts_.clear();
+  for (int c = kMinContextClass; c < max_ctx; c *= 2) decode_contexts_.push_back(c);
+  decode_contexts_.push_back(max_ctx);
+  const size_t nc = decode_contexts_.size();
   const std::vector<int32_t> ones(max_b, 1);
-  const std::vector<int32_t> last(max_b, static_cast<int32_t>(std::min<int64_t>(
-                                             static_cast<int64_t>(decode_blocks_) * page_size - 1, 1 << 30)));
-  decode_plans_.assign(kNumBuckets, cuda::AttentionPlan{});
+  decode_plans_.assign(kNumBuckets * nc, cuda::AttentionPlan{});
   size_t ws = 0;
   for (size_t i = 0; i < kNumBuckets; ++i) {
-    decode_plans_[i] = cuda::plan_paged_attention(ones.data(), last.data(), kBuckets[i], config_.n_heads,
-                                                  config_.n_kv_heads, num_sms_);
-    ws = std::max(ws, cuda::attention_workspace_bytes(decode_plans_[i], kBuckets[i], config_.n_heads,
-                                                      config_.head_dim));
+    for (size_t c = 0; c < nc; ++c) {
+      const std::vector<int32_t> last(max_b, decode_contexts_[c] - 1);  // every sequence at the class's end
+      cuda::AttentionPlan& plan = decode_plans_[i * nc + c];
+      plan = cuda::plan_paged_attention(ones.data(), last.data(), kBuckets[i], config_.n_heads, config_.n_kv_heads,
+                                        num_sms_);
+      ws = std::max(ws, cuda::attention_workspace_bytes(plan, kBuckets[i], config_.n_heads, config_.head_dim));
+    }
   }
   if (ws > 0) decode_workspace_.grow(ws, "decode split-KV workspace");
   decode_meta_.grow((3 * static_cast<size_t>(max_b) + static_cast<size_t>(max_b) * decode_blocks_) * sizeof(int32_t),
                     "decode batch metadata");
   decode_graphs_.clear();
-  decode_graphs_.resize(kNumBuckets);
+  decode_graphs_.resize(kNumBuckets * nc);
   ++scratch_generation_;
 }
 
@@ -65,14 +74,18 @@ bool CudaModel::decode_step(const BatchView& batch, float* hidden) {
     if (s.n_tokens != 1) return false;
   }
   int64_t width = 1;  // block-table columns this step uses
+  int max_kv = 1;      // keys of the longest sequence
   for (const SequenceSlice& s : batch.seqs) {
     const int64_t needed = checked_blocks(s);
     if (needed > decode_blocks_) return false;  // longer than the fixed layout: the general path
     width = std::max(width, needed);
+    max_kv = std::max(max_kv, s.start_pos + 1);
   }
   size_t bi = 0;
   while (static_cast<size_t>(kBuckets[bi]) < n) ++bi;
   const size_t b = static_cast<size_t>(kBuckets[bi]);
+  size_t ci = 0;  // exists: max_kv <= decode_blocks_ pages, the last class
+  while (decode_contexts_[ci] < max_kv) ++ci;
   reserve(static_cast<int>(b));
 
   h_positions_.assign(b, 0);
@@ -112,14 +125,14 @@ bool CudaModel::decode_step(const BatchView& batch, float* hidden) {
     JARVIS_CUDA_CHECK(cudaMemsetAsync(hidden_.as<char>() + n * row_bytes, 0, (b - n) * row_bytes, st));
     JARVIS_CUDA_CHECK(cudaMemsetAsync(attn_.as<char>() + n * attn_row, 0, (b - n) * attn_row, st));
   }
-  launch_decode(bi);
+  launch_decode(bi * decode_contexts_.size() + ci);
   JARVIS_CUDA_CHECK(cudaMemcpyAsync(hidden, hidden_.get(), n * row_bytes, cudaMemcpyDeviceToHost, st));
   stream_.synchronize();
   return true;
 }
 
-void CudaModel::run_decode_layers(size_t bucket) {
-  const int b = kBuckets[bucket];
+void CudaModel::run_decode_layers(size_t graph) {
+  const int b = kBuckets[graph / decode_contexts_.size()];
   cuda::PagedAttentionParams& p = attn_params_;  // what layer_forward reads
   p = cuda::PagedAttentionParams{};
   p.dtype = dtype_;
@@ -131,7 +144,7 @@ void CudaModel::run_decode_layers(size_t bucket) {
   p.n_seqs = b;
   p.total_tokens = b;
   p.max_blocks_per_seq = decode_blocks_;
-  p.plan = decode_plans_[bucket];
+  p.plan = decode_plans_[graph];
   const int32_t* meta = decode_meta_.as<int32_t>();
   p.token_offset = meta;
   p.n_tokens = meta + b;
@@ -145,8 +158,8 @@ void CudaModel::run_decode_layers(size_t bucket) {
   for (int l = 0; l < n_layers(); ++l) layer_forward(l, b);
 }
 
-void CudaModel::launch_decode(size_t bucket) {
-  DecodeGraph& g = decode_graphs_[bucket];
+void CudaModel::launch_decode(size_t graph) {
+  DecodeGraph& g = decode_graphs_[graph];
   if (cuda_graphs_ && !graphs_failed_) {
     if (g.exec && g.generation == scratch_generation_) {
       JARVIS_CUDA_CHECK(cudaGraphLaunch(g.exec.get(), stream_.get()));
@@ -155,7 +168,7 @@ void CudaModel::launch_decode(size_t bucket) {
     }
     if (g.warmed) {
       try {
-        capture_decode(bucket);
+        capture_decode(graph);
         JARVIS_CUDA_CHECK(cudaGraphLaunch(g.exec.get(), stream_.get()));
         ++graph_replays_;
         return;
@@ -167,31 +180,31 @@ void CudaModel::launch_decode(size_t bucket) {
                      device_name_.c_str(), e.what());
       }
     } else {
-      g.warmed = true;  // first step of the bucket eagerly: lazy kernel loads happen outside capture
+      g.warmed = true;  // first step of the graph eagerly: lazy kernel loads happen outside capture
     }
   }
-  run_decode_layers(bucket);
+  run_decode_layers(graph);
 }
 
-void CudaModel::capture_decode(size_t bucket) {
-  DecodeGraph& g = decode_graphs_[bucket];
+void CudaModel::capture_decode(size_t graph) {
+  DecodeGraph& g = decode_graphs_[graph];
   g.exec.reset();
   cudaStream_t st = stream_.get();
   // Thread-local: another thread's unrelated CUDA calls do not invalidate this capture.
   JARVIS_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-  cudaGraph_t graph = nullptr;
+  cudaGraph_t captured = nullptr;
   try {
-    run_decode_layers(bucket);
+    run_decode_layers(graph);
   } catch (...) {
-    cudaStreamEndCapture(st, &graph);  // leaves capture mode whatever happened
-    if (graph) cudaGraphDestroy(graph);
+    cudaStreamEndCapture(st, &captured);  // leaves capture mode whatever happened
+    if (captured) cudaGraphDestroy(captured);
     cudaGetLastError();
     throw;
   }
-  JARVIS_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+  JARVIS_CUDA_CHECK(cudaStreamEndCapture(st, &captured));
   cudaGraphExec_t exec = nullptr;
-  const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
-  cudaGraphDestroy(graph);
+  const cudaError_t e = cudaGraphInstantiate(&exec, captured, 0);
+  cudaGraphDestroy(captured);
   JARVIS_CUDA_CHECK(e);
   g.exec.reset(exec);
   g.generation = scratch_generation_;

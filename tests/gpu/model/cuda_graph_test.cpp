@@ -170,7 +170,8 @@ class CudaGraphDecode : public ::testing::TestWithParam<GpuDType> {};
 
 // Prefill six sequences (one over 300 tokens: several pages and, in the bucket-1 plan, more
 // than one split-KV chunk), then 60 decode steps over 1..6 of them (buckets 1, 2, 4, 8 with
-// padding), a 200-token prefill in the middle that reallocates the scratch, more decode steps.
+// padding; context classes 256 and 512, as sequence 0 is or is not in the step), a 200-token
+// prefill that reallocates the scratch, more decode steps.
 TEST_P(CudaGraphDecode, MatchesEagerBitForBit) {
   SKIP_WITHOUT_GPU();
   constexpr int kBlocks = 200, kBlocksEach = 32;

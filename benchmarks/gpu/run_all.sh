@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-shot GPU check for a fresh GPU machine (meant for a 30-minute lease, done in < 10 minutes):
 #   1. GPU model, driver, date;
-#   2. build the CUDA kernels, jarvis_gpu_tests and the attention benchmark (archs 80 and 90);
+#   2. build the CUDA kernels, the GPU tests and the attention and layer benchmarks (archs 80, 90);
 #   3. run the GPU tests (ctest -L gpu, or the test binaries directly on the fallback build): the
 #      kernels against the CPU backend, and the model on the GPU (csrc/cuda/) against the CPU Model;
 #   4. compute-sanitizer memcheck and racecheck on a small subset of the kernel and model tests

@@ -212,8 +212,9 @@ if [ -n "$MODEL_TESTS" ]; then
 fi
 
 if [ -n "$CLI" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then
-  step "jarvis-cli greedy text: CPU, then GPU f32 and f16"
-  for dev in "cpu" "cuda:0 --gpu-dtype f32" "cuda:0 --gpu-dtype f16"; do
+  # f16 twice: decode CUDA graphs on (the default) and off must print the same text.
+  step "jarvis-cli greedy text: CPU, then GPU f32 and f16 (graphs on, off)"
+  for dev in "cpu" "cuda:0 --gpu-dtype f32" "cuda:0 --gpu-dtype f16" "cuda:0 --gpu-dtype f16 --cuda-graphs off"; do
     echo "--- --device $dev"
     # shellcheck disable=SC2086
     timeout 120 "$CLI" -m "$JARVIS_TEST_MODEL" -p "The capital of France is" -n 24 --temperature 0 \

@@ -188,8 +188,11 @@ void CudaModel::launch_decode(size_t graph) {
 
 void CudaModel::capture_decode(size_t graph) {
   DecodeGraph& g = decode_graphs_[graph];
-  g.exec.reset();
   cudaStream_t st = stream_.get();
+  if (g.exec) {  // stale (the scratch moved): let a replay still queued finish before destroying it
+    stream_.synchronize();
+    g.exec.reset();
+  }
   // Thread-local: another thread's unrelated CUDA calls do not invalidate this capture.
   JARVIS_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
   cudaGraph_t captured = nullptr;

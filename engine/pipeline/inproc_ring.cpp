@@ -27,7 +27,13 @@ InprocRing::InprocRing(const InprocRingOptions& options) : options_(options) {
       rank->rank = r;
       const DeviceSpec device = static_cast<size_t>(r) < o.devices.size() ? o.devices[static_cast<size_t>(r)]
                                                                           : DeviceSpec{};
-      if (device.is_cuda()) check_cuda_device(device.index);  // before the load
+      if (device.is_cuda()) {
+        try {
+          check_cuda_device(device.index);  // before the load
+        } catch (const std::exception& e) {
+          throw Error("rank " + std::to_string(r) + ": " + e.what());
+        }
+      }
       rank->model = load_model(o.model_path, o.plan[static_cast<size_t>(r)]);
       if (device.is_cuda()) {
         CudaShardOptions co;

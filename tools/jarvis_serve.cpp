@@ -8,6 +8,9 @@
 // lm_head and sends logits back (rank 0 loads no head and still samples). --cluster FILE: the ranks run
 // on the hosts a cluster file lists (each started there as `jarvis-worker --cluster FILE`); this
 // process is rank 0. --link-delay/--link-jitter/--link-bandwidth shape every hop of the ring.
+// --device: rank 0's device, or with --ranks N a comma list of N (rank 0 first, e.g.
+// cuda:0,cpu,cuda:0: a mixed ring); with --cluster each node's "device", rank 0's overridable here.
+// Every GPU rank's device is checked before any weight loads (exit 2 naming the rank).
 #include <CLI/CLI.hpp>
 #include <pthread.h>
 #include <signal.h>
@@ -28,6 +31,7 @@
 #include "csrc/tokenizer/tokenizer.h"
 #include "engine/cluster/model_identity.h"
 #include "engine/cluster/placement.h"
+#include "engine/cluster/rank_devices.h"
 #include "engine/cluster/rank_setup.h"
 #include "engine/engine.h"
 #include "engine/engine_config.h"
@@ -52,7 +56,8 @@ struct Options {
   std::string split;                  // "a,b,c"; empty: even (plan_split)
   std::string worker_bin;             // empty: jarvis-worker next to this executable
   int worker_threads = 1;
-  std::string device = "cpu";         // rank 0's device, one rank only for now
+  std::string device = "cpu";         // rank 0's, or one per rank (comma list) with --ranks N
+  std::vector<jarvis::DeviceSpec> devices;  // resolved: one per rank (cluster: rank 0's only)
   std::string gpu_dtype = "f16";
   double gpu_memory_fraction = 0.9;
   std::string cuda_graphs = "on";
@@ -80,7 +85,8 @@ std::string default_worker_bin() {
 // Starts (or joins) the ring; the executor for rank 0's engine is launch->take_executor(). The
 // ring's statistics (per rank, per link) go to `pm` about every second.
 std::unique_ptr<jarvis::PipelineLaunch> start_pipeline(const Options& o, const jarvis::Model& model,
-                                                       jarvis::metrics::PipelineMetrics& pm) {
+                                                       jarvis::metrics::PipelineMetrics& pm,
+                                                       std::unique_ptr<jarvis::ShardForward> rank0_gpu) {
   jarvis::PipelineLaunchOptions po;
   po.model_path = o.model;
   po.plan = o.plan;
@@ -98,7 +104,10 @@ std::unique_ptr<jarvis::PipelineLaunch> start_pipeline(const Options& o, const j
   po.pipeline.on_stats = [&pm](const jarvis::RingStats& s) { pm.update(jarvis::metric_samples(s)); };
   po.transport = o.transport == "inproc" ? jarvis::PipelineLaunchOptions::Transport::kInproc
                                          : jarvis::PipelineLaunchOptions::Transport::kUcx;
-  auto launch = std::make_unique<jarvis::PipelineLaunch>(po, model);
+  po.devices = o.devices;
+  po.gpu_dtype = jarvis::parse_gpu_dtype(o.gpu_dtype);
+  po.gpu_memory_fraction = o.gpu_memory_fraction;
+  auto launch = std::make_unique<jarvis::PipelineLaunch>(po, model, std::move(rank0_gpu));
   for (const std::string& line : launch->description()) std::fprintf(stderr, "jarvis-serve: %s\n", line.c_str());
   std::fprintf(stderr,
                "jarvis-serve: pipeline of %zu ranks ready (rank 0: layers [0, %d), %d KV blocks each, "
@@ -107,11 +116,12 @@ std::unique_ptr<jarvis::PipelineLaunch> start_pipeline(const Options& o, const j
   return launch;
 }
 
-// The whole model on a GPU (--device cuda:N): weights uploaded, KV pages on the device. Sets
-// o.engine.kv_blocks to the pages the device cache holds (--kv-blocks asks for exactly that many).
-std::unique_ptr<jarvis::StepExecutor> gpu_executor(Options& o, const jarvis::Model& model) {
+// Rank 0's shard (the whole model with one rank) on its GPU: weights uploaded, KV pages on the
+// device. Sets o.engine.kv_blocks to the pages the device cache holds (a nonzero kv_blocks asks
+// for exactly that many: --kv-blocks, the cluster file's, or a ring's host budget).
+std::unique_ptr<jarvis::ShardForward> rank0_gpu_shard(Options& o, const jarvis::Model& model) {
   jarvis::CudaShardOptions co;
-  co.device = jarvis::parse_device(o.device).index;
+  co.device = o.devices.at(0).index;
   co.dtype = jarvis::parse_gpu_dtype(o.gpu_dtype);
   co.gpu_memory_fraction = o.gpu_memory_fraction;
   co.page_size = o.engine.page_size;
@@ -120,9 +130,10 @@ std::unique_ptr<jarvis::StepExecutor> gpu_executor(Options& o, const jarvis::Mod
   co.cuda_graphs = o.cuda_graphs == "on";
   std::unique_ptr<jarvis::ShardForward> shard = jarvis::make_cuda_shard(model, co);
   o.engine.kv_blocks = shard->num_blocks();
-  std::fprintf(stderr, "jarvis-serve: model on %s (%s), %d KV blocks on the device\n", shard->device_name().c_str(),
-               jarvis::gpu_dtype_name(co.dtype), o.engine.kv_blocks);
-  return std::make_unique<jarvis::StepRunner>(std::move(shard));
+  std::fprintf(stderr, "jarvis-serve: %s on %s (%s), %d KV blocks on the device\n",
+               o.plan.size() > 1 ? "rank 0" : "model", shard->device_name().c_str(), jarvis::gpu_dtype_name(co.dtype),
+               o.engine.kv_blocks);
+  return shard;
 }
 
 // "models/SmolLM2-135M-Instruct.Q4_1.gguf" -> "SmolLM2-135M-Instruct.Q4_1"
@@ -158,13 +169,17 @@ int run(Options& o) {
   if (pipeline) {
     // Every rank holds the same blocks; they all share this machine, so the budget is sized for
     // the whole model's layers (as one rank would be). A cluster file sets it for every host.
-    if (o.engine.kv_blocks == 0) {
+    // A GPU rank 0 takes its count from its device budget when every rank has a GPU of its own
+    // (the workers then reserve exactly as many); otherwise every GPU rank reserves exactly this.
+    const bool gpu0 = o.devices.at(0).is_cuda();
+    if (o.engine.kv_blocks == 0 && !(gpu0 && jarvis::kv_blocks_from_rank0_gpu(o.devices))) {
       o.engine.kv_blocks = jarvis::kv_cache_blocks(o.model_config, o.model_config.n_layers, o.engine);
     }
-    ring = start_pipeline(o, *model, pipeline_metrics);
+    std::unique_ptr<jarvis::ShardForward> rank0_gpu = gpu0 ? rank0_gpu_shard(o, *model) : nullptr;
+    ring = start_pipeline(o, *model, pipeline_metrics, std::move(rank0_gpu));
     executor = ring->take_executor();
-  } else if (jarvis::parse_device(o.device).is_cuda()) {
-    executor = gpu_executor(o, *model);
+  } else if (o.devices.at(0).is_cuda()) {
+    executor = std::make_unique<jarvis::StepRunner>(rank0_gpu_shard(o, *model));
   }
   std::unique_ptr<jarvis::Tokenizer> tok = jarvis::Tokenizer::create(model->tokenizer_data());
   o.server.served_model_name = name;
@@ -275,9 +290,11 @@ int main(int argc, char** argv) {
   app.add_option("--shutdown-grace-seconds", o.shutdown_grace_s, "on SIGTERM, time in-flight requests get to finish")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--device", o.device, "cpu, cuda or cuda:N (one rank; GPU workers: jarvis-worker --device)")
+  app.add_option("--device", o.device,
+                 "cpu, cuda or cuda:N: rank 0's device; with --ranks N also a comma list of N devices, rank 0 "
+                 "first (cuda:0,cpu,cpu); with --cluster it overrides rank 0's node \"device\"")
       ->capture_default_str();
-  app.add_option("--gpu-dtype", o.gpu_dtype, "weights and activations on the GPU: f16, bf16 or f32")
+  app.add_option("--gpu-dtype", o.gpu_dtype, "weights and activations on every GPU rank: f16, bf16 or f32")
       ->capture_default_str();
   app.add_option("--cuda-graphs", o.cuda_graphs, "decode steps replay CUDA graphs: on or off")->check(CLI::IsMember({"on", "off"}))->capture_default_str();
   app.add_option("--gpu-memory-fraction", o.gpu_memory_fraction, "of the GPU's free memory for the KV cache")
@@ -326,15 +343,18 @@ int main(int argc, char** argv) {
   }
   e.prefix_caching = !no_prefix_caching;
 
+  // Devices are parsed here (a bad name or list length: exit 2 before anything else) and checked
+  // once the ranks are known, before any weight loads.
   try {
-    const jarvis::DeviceSpec device = jarvis::parse_device(o.device);
     jarvis::parse_gpu_dtype(o.gpu_dtype);
-    if (device.is_cuda()) {
-      if (o.ranks > 1 || !o.cluster_file.empty()) {
-        throw jarvis::InvalidArgument("--device cuda is for one rank so far; in a ring, give workers "
-                                      "`jarvis-worker --device cuda:N`");
+    if (o.cluster_file.empty()) {
+      o.devices = jarvis::parse_rank_devices(o.device, o.ranks);
+    } else if (app.count("--device")) {
+      if (o.device.find(',') != std::string::npos) {
+        throw jarvis::InvalidArgument("with --cluster, --device is rank 0's only (one device); the other ranks' "
+                                      "come from their nodes' \"device\" in the cluster file");
       }
-      jarvis::check_cuda_device(device.index);  // before the model load
+      o.devices = {jarvis::parse_device(o.device)};
     }
   } catch (const std::exception& err) {
     std::fprintf(stderr, "jarvis-serve: error: %s\n", err.what());
@@ -369,6 +389,7 @@ int main(int argc, char** argv) {
       }
       o.model = o.cluster->model_path;
       o.plan = o.cluster->plan;
+      if (o.devices.empty()) o.devices = {o.cluster->device};  // rank 0's node; the others check their own
       o.model_config = jarvis::read_model_config(o.model);
       // An explicit --kv-blocks/--page-size that disagrees with the file is refused by the rendezvous.
       if (!app.count("--kv-blocks")) e.kv_blocks = static_cast<int>(o.cluster->kv_blocks);
@@ -397,6 +418,15 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "jarvis-serve: error: bad --ranks/--split: %s\n", err.what());
       return 2;
     }
+  }
+
+  // Every GPU rank this process starts (itself, local workers, inproc threads): before any load, so
+  // a missing GPU is a clear exit 2 and not a worker dying while rank 0 waits for it.
+  try {
+    jarvis::check_rank_devices(o.devices);
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "jarvis-serve: error: %s\n", err.what());
+    return 2;
   }
 
   try {

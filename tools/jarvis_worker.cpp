@@ -6,9 +6,9 @@
 // rendezvous (engine/cluster/rendezvous.h) goes round the ring: every rank proves it runs this
 // engine version on the same model file before any step is run. --device cuda:N runs the layers
 // on a GPU (csrc/cuda/); hidden states still cross the links in host memory, so CPU and GPU ranks
-// mix in one ring.
-// --cluster FILE: everything else (model, layers, addresses, KV blocks, link shapes) comes from
-// the cluster file (engine/cluster/rank_setup.h); the rank from --rank, --node, the launcher's
+// mix in one ring. An unusable device exits 2 before the model loads.
+// --cluster FILE: everything else (model, layers, addresses, KV blocks, link shapes, the node's
+// "device" unless --device is given) comes from the cluster file (engine/cluster/rank_setup.h); the rank from --rank, --node, the launcher's
 // environment (mpirun/srun) or the host name (engine/cluster/role.h).
 #include <CLI/CLI.hpp>
 
@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
                  "one-way delay per link, e.g. '1-2:2ms,*:1ms' or '1ms' (shapes what this rank sends)");
   app.add_option("--link-jitter", link_jitter, "jitter per link, e.g. '1-2:500us'");
   app.add_option("--link-bandwidth", link_bandwidth, "bandwidth cap per link, e.g. '1-2:100mbit'");
-  app.add_option("--device", device_name, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--device", device_name, "cpu, cuda or cuda:N (with --cluster: overrides the node's \"device\")")
+      ->capture_default_str();
   app.add_option("--gpu-dtype", gpu_dtype, "weights and activations on the GPU: f16, bf16 or f32")
       ->capture_default_str();
   app.add_option("--gpu-memory-fraction", gpu_memory_fraction,
@@ -162,9 +163,19 @@ int main(int argc, char** argv) {
                                     std::to_string(setup.world_size - 1) + "), not rank " +
                                     std::to_string(setup.rank));
     }
-    const jarvis::DeviceSpec device = jarvis::parse_device(device_name);
+    // The cluster file's node "device" unless --device overrides it.
+    const jarvis::DeviceSpec device =
+        cluster_file.empty() || app.count("--device") ? jarvis::parse_device(device_name) : setup.device;
     const jarvis::GpuDType dtype = jarvis::parse_gpu_dtype(gpu_dtype);
-    if (device.is_cuda()) jarvis::check_cuda_device(device.index);  // before the (slow) model load
+    if (device.is_cuda()) {
+      try {
+        jarvis::check_cuda_device(device.index);  // before the (slow) model load
+      } catch (const std::exception& e) {
+        // Exit 2 (unusable configuration), as jarvis-serve's refusal of a bad --device.
+        std::fprintf(stderr, "jarvis-worker: error: rank %d: %s\n", setup.rank, e.what());
+        return 2;
+      }
+    }
     std::unique_ptr<jarvis::Model> model = jarvis::load_model(setup.model_path, setup.shard);
     std::unique_ptr<jarvis::ShardForward> gpu;
     std::unique_ptr<jarvis::StageWorker> worker_ptr;

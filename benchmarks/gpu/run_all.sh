@@ -8,6 +8,7 @@
 #      (decode CUDA graphs included), each run capped so the step stays near 2 minutes;
 #   5. jarvis-cli greedy text on the CPU and the GPU side by side (CMake build only); jarvis-serve
 #      --device cuda:0 answering a completion and jarvis-bench against it (when cpp-httplib builds);
+#      a mixed CPU/GPU pipeline ring against the CPU ring (tests/gpu/mixed_ring_test.py);
 #   6. the attention benchmark;
 #   7. the layer benchmark (jarvis-gpu-layer-bench --quick): layer kernels and decode GEMMs as a
 #      fraction of peak bandwidth, the whole decode step with CUDA graphs on and off (JSON:
@@ -72,7 +73,7 @@ if [ -z "${JARVIS_GPU_DIRECT:-}" ] && cmake -S "$ROOT" -B "$BUILD" -G "$GEN" -DC
     BENCH=$BUILD/bin/jarvis-gpu-attention-bench
     LAYER_BENCH=$BUILD/bin/jarvis-gpu-layer-bench
     # The served path needs cpp-httplib too: optional, its failure does not fail the run.
-    if cmake --build "$BUILD" -j "$JOBS" --target jarvis-serve jarvis-bench >"$RES/build_serve.log" 2>&1; then
+    if cmake --build "$BUILD" -j "$JOBS" --target jarvis-serve jarvis-worker jarvis-bench >"$RES/build_serve.log" 2>&1; then
       SERVE=$BUILD/bin/jarvis-serve
       LOADGEN=$BUILD/bin/jarvis-bench
     else
@@ -160,7 +161,9 @@ echo "model file for the SmolLM2 GPU tests: ${JARVIS_TEST_MODEL:-none (those tes
 if [ -n "$TESTS" ]; then
   step "GPU tests"
   if [ -f "$BUILD/CTestTestfile.cmake" ]; then
-    (cd "$BUILD" && ctest -L gpu --output-on-failure --timeout 300 -j 4) 2>&1 | tee "$RES/ctest_gpu.log" | tail -40
+    # gpu.mixed_ring runs in its own section below (its per-dtype agreement lines go to the log).
+    (cd "$BUILD" && ctest -L gpu -E '^gpu\.mixed_ring$' --output-on-failure --timeout 300 -j 4) 2>&1 |
+      tee "$RES/ctest_gpu.log" | tail -40
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   fi
   # The binary itself too: one log with every test's name, time and skip reason.
@@ -237,6 +240,17 @@ if [ -n "${SERVE:-}" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then
   kill "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null
   tail -5 "$RES/serve_gpu.log"
 fi
+
+# ---- mixed CPU/GPU pipeline ring (tests/gpu/mixed_ring_test.py) ----
+# jarvis-serve --ranks 3 --device cuda:0,cpu,cuda:0 (UCX workers and inproc threads) against the
+# CPU ring: every greedy token at f32, every token up to the first close call at f16.
+if [ -n "${SERVE:-}" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then
+  step "mixed CPU/GPU ring: --ranks 3 --device cuda:0,cpu,cuda:0 against the CPU ring"
+  JARVIS_BIN_DIR=$BUILD/bin JARVIS_SOURCE_DIR=$ROOT timeout 400 python3 "$ROOT/tests/gpu/mixed_ring_test.py" 2>&1 |
+    tail -20
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+# ---- end mixed ring ----
 
 if [ -n "$BENCH" ]; then
   step "attention benchmark"

@@ -119,8 +119,14 @@ void parse_node(const Parser& p, const Json& j, size_t i, NodeConfig& n, int& fi
   n.name = p.string_field(j["name"], f + ".name");
   if (c.rank_of(n.name) >= 0) p.fail(f + ".name", "'" + n.name + "' is also the name of an earlier node");
   p.address(p.string_field(j["address"], f + ".address"), f + ".address", n);
-  if (j.contains("device"))
-    n.device = parse_device(p.string_field(j["device"], f + ".device"), p.path() + ": " + f + ".device");
+  if (j.contains("device")) {
+    const std::string text = p.string_field(j["device"], f + ".device");
+    try {
+      n.device = parse_device(text);  // the --device syntax: one parser for both
+    } catch (const InvalidArgument&) {
+      p.fail(f + ".device", "'" + text + "' is not a device (cpu, cuda or cuda:N)");
+    }
+  }
   if (j.contains("memory")) {
     const Json& m = j["memory"];
     if (m.is_string()) {
@@ -179,18 +185,6 @@ int64_t parse_byte_size(std::string_view text, const std::string& what) {
     throw ClusterConfigError(what + ": '" + s + "' is not a memory size (e.g. 8GiB, 512MiB, 2GB, 1048576)");
   }
   return static_cast<int64_t>(std::llround(bytes));
-}
-
-Device parse_device(std::string_view text, const std::string& what) {
-  const std::string s(text);
-  if (s == "cpu") return Device{};
-  if (s == "cuda" || s == "gpu") return Device{Device::Kind::kCuda, 0};
-  if (s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.size() <= 8) {
-    bool digits = true;
-    for (size_t i = 5; i < s.size(); ++i) digits = digits && std::isdigit(static_cast<unsigned char>(s[i]));
-    if (digits) return Device{Device::Kind::kCuda, std::stoi(s.substr(5))};
-  }
-  throw ClusterConfigError(what + ": '" + s + "' is not a device (cpu, cuda, cuda:N)");
 }
 
 std::optional<std::vector<int>> ClusterConfig::split() const {

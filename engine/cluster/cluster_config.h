@@ -15,7 +15,9 @@
 //   }
 //
 // "layers" is a count or a [first, end) range; give it on every node or on none (then the layers
-// are divided evenly, placement.h). "memory" (bytes, or "8GiB"/"512MiB"/"2GB") is optional: the
+// are divided evenly, placement.h). "device" (cpu, cuda or cuda:N; default cpu) is where that rank
+// runs its shard: jarvis-worker and jarvis-serve (rank 0) use it unless their --device overrides it.
+// "memory" (bytes, or "8GiB"/"512MiB"/"2GB") is optional: the
 // budget the placement checks weights + KV cache against. "kv_blocks" (optional) is the number of
 // KV blocks every rank reserves; without it every rank derives the same number from the file
 // (rank_setup.h cluster_kv_blocks). Unknown fields are errors (a misspelt
@@ -29,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "csrc/model/device.h"
 #include "csrc/util/error.h"
 #include "engine/cluster/placement.h"
 #include "transport/link_spec.h"
@@ -40,18 +43,11 @@ class ClusterConfigError : public InvalidArgument {
   using InvalidArgument::InvalidArgument;
 };
 
-struct Device {
-  enum class Kind { kCpu, kCuda };
-  Kind kind = Kind::kCpu;
-  int index = 0;  // CUDA ordinal
-  std::string str() const { return kind == Kind::kCpu ? "cpu" : "cuda:" + std::to_string(index); }
-};
-
 struct NodeConfig {
   std::string name;
   std::string host;  // from "address": host or IPv4, or IPv6 without the brackets
   int port = 0;
-  Device device;
+  DeviceSpec device;  // "device" (csrc/model/device.h parse_device); the rank runs its shard there
   int64_t memory_bytes = 0;   // 0: no budget given
   std::optional<int> layers;  // count; nullopt when the file divides evenly
   std::string model;          // resolved path; the cluster's model unless the node names one
@@ -90,8 +86,5 @@ ClusterConfig read_cluster_config(const std::string& path);
 // "8GiB", "512MiB", "2GB", "1.5G", "1048576" -> bytes. Binary units (KiB, MiB, GiB, TiB, and the
 // bare K/M/G/T) and decimal ones (KB, MB, GB, TB). ClusterConfigError naming `what` otherwise.
 int64_t parse_byte_size(std::string_view text, const std::string& what);
-
-// "cpu", "cuda", "cuda:1". ClusterConfigError naming `what` otherwise.
-Device parse_device(std::string_view text, const std::string& what);
 
 }  // namespace jarvis

@@ -38,6 +38,7 @@ RankSetup rank_setup(const ClusterConfig& c, int rank, const transport::LinkShap
   s.next_host = next.host;
   s.next_port = next.port;
   s.page_size = c.page_size;
+  s.device = me.device;
   s.kv_blocks = cluster_kv_blocks(c, plan);
   // The derived number must fit the budgets too (make_plan checked only the one it computed).
   check_memory(plan.model, plan.shards, c.memory_budgets(), s.kv_blocks, c.page_size);

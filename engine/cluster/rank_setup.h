@@ -30,6 +30,7 @@ struct RankSetup {
   int next_port = 0;
   int64_t kv_blocks = 0;
   int page_size = 16;
+  DeviceSpec device;            // this node's "device" (the tools' --device overrides it)
   transport::LinkShape send_shape;  // the link to the next rank
   // Every node's address is loopback: the ranks share one host and its network namespace, so UCX
   // may pick shared memory and loopback. Otherwise links are UCX over TCP only (see

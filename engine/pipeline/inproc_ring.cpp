@@ -25,8 +25,28 @@ InprocRing::InprocRing(const InprocRingOptions& options) : options_(options) {
     for (int r = 1; r < n; ++r) {
       auto rank = std::make_unique<Rank>();
       rank->rank = r;
+      const DeviceSpec device = static_cast<size_t>(r) < o.devices.size() ? o.devices[static_cast<size_t>(r)]
+                                                                          : DeviceSpec{};
+      if (device.is_cuda()) {
+        try {
+          check_cuda_device(device.index);  // before the load
+        } catch (const std::exception& e) {
+          throw Error("rank " + std::to_string(r) + ": " + e.what());
+        }
+      }
       rank->model = load_model(o.model_path, o.plan[static_cast<size_t>(r)]);
-      rank->worker = std::make_unique<StageWorker>(*rank->model, o.kv_blocks, o.page_size, o.worker_threads);
+      if (device.is_cuda()) {
+        CudaShardOptions co;
+        co.device = device.index;
+        co.dtype = o.gpu_dtype;
+        co.gpu_memory_fraction = o.gpu_memory_fraction;
+        co.page_size = o.page_size;
+        co.num_blocks = o.kv_blocks;  // rank 0's block ids index this cache directly
+        rank->gpu = make_cuda_shard(*rank->model, co);
+        rank->worker = std::make_unique<StageWorker>(*rank->gpu);
+      } else {
+        rank->worker = std::make_unique<StageWorker>(*rank->model, o.kv_blocks, o.page_size, o.worker_threads);
+      }
       rank->in = std::move(hops[static_cast<size_t>(r - 1)].second);
       // Seeds as jarvis-worker's (rank + 1), so a shaped run draws the same jitter either way.
       rank->out = transport::shape_if_needed(std::move(hops[static_cast<size_t>(r)].first),

@@ -12,7 +12,9 @@
 #include <thread>
 #include <vector>
 
+#include "csrc/model/device.h"
 #include "csrc/model/model.h"
+#include "csrc/model/shard_forward.h"
 #include "engine/pipeline/stage_worker.h"
 #include "transport/link.h"
 #include "transport/link_spec.h"
@@ -27,6 +29,10 @@ struct InprocRingOptions {
   int worker_threads = 1;       // compute threads per worker rank
   transport::LinkShapes shapes;  // each worker shapes the link it sends on (rank 0's is the caller's)
   std::chrono::milliseconds timeout{60000};  // rendezvous
+  // devices[r]: rank r's (missing or cpu: the CPU); a GPU rank reserves exactly kv_blocks blocks.
+  std::vector<DeviceSpec> devices;
+  GpuDType gpu_dtype = GpuDType::kF16;
+  double gpu_memory_fraction = 0.9;
 };
 
 class InprocRing {
@@ -50,6 +56,7 @@ class InprocRing {
   struct Rank {
     int rank = 0;
     std::unique_ptr<Model> model;
+    std::unique_ptr<ShardForward> gpu;  // the GPU shard the worker runs on, if any
     std::unique_ptr<StageWorker> worker;
     std::unique_ptr<transport::Link> in, out;
     std::thread thread;

@@ -78,6 +78,11 @@ LocalRing::LocalRing(const LocalRingOptions& o) {
                  "--connect-timeout", std::to_string(o.timeout.count() / 1000.0), "--port-file", port_file,
                  "--rank", std::to_string(r), "--ranks", std::to_string(n)};
       if (s.has_head) args.push_back("--tail");  // the last rank computes logits (jarvis-serve --tail last)
+      if (static_cast<size_t>(r) < o.devices.size() && o.devices[static_cast<size_t>(r)].is_cuda()) {
+        args.insert(args.end(), {"--device", o.devices[static_cast<size_t>(r)].str(), "--gpu-dtype",
+                                 gpu_dtype_name(o.gpu_dtype), "--gpu-memory-fraction",
+                                 std::to_string(o.gpu_memory_fraction)});
+      }
       if (!o.link_delay.empty()) args.insert(args.end(), {"--link-delay", o.link_delay});
       if (!o.link_jitter.empty()) args.insert(args.end(), {"--link-jitter", o.link_jitter});
       if (!o.link_bandwidth.empty()) args.insert(args.end(), {"--link-bandwidth", o.link_bandwidth});

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "csrc/model/config.h"
+#include "csrc/model/device.h"
 #include "transport/link.h"
 
 namespace jarvis {
@@ -27,6 +28,11 @@ struct LocalRingOptions {
   // Link shapes (transport/link_spec.h specs) for the workers, each shaping what it sends; rank 0
   // shapes its own link to rank 1 (the caller wraps take_to_next()).
   std::string link_delay, link_jitter, link_bandwidth;
+  // devices[r]: rank r's (jarvis-worker --device; missing or cpu: the CPU). GPU workers get these
+  // settings and reserve exactly kv_blocks blocks.
+  std::vector<DeviceSpec> devices;
+  GpuDType gpu_dtype = GpuDType::kF16;
+  double gpu_memory_fraction = 0.9;
 };
 
 class LocalRing {

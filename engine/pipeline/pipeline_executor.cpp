@@ -11,6 +11,14 @@ PipelineExecutor::PipelineExecutor(const Model& model, int num_blocks, int page_
   runner_ = std::make_unique<PipelineRunner>(model, num_blocks, page_size, threads, *to_next_, back, options);
 }
 
+PipelineExecutor::PipelineExecutor(std::unique_ptr<ShardForward> rank0, std::unique_ptr<transport::Link> to_next,
+                                   std::unique_ptr<transport::Link> from_last, PipelineOptions options)
+    : to_next_(std::move(to_next)), from_last_(std::move(from_last)), max_in_flight_(options.max_in_flight) {
+  if (!to_next_) throw InvalidArgument("PipelineExecutor: no link to rank 1");
+  transport::Link& back = from_last_ ? *from_last_ : *to_next_;
+  runner_ = std::make_unique<PipelineRunner>(std::move(rank0), *to_next_, back, options);
+}
+
 std::vector<std::pair<int, int>> PipelineExecutor::handshake() {
   try {
     return runner_->handshake();

@@ -1,5 +1,5 @@
 // The engine's StepExecutor over a pipeline ring: rank 0 (this process) embeds, runs its layers,
-// and computes logits when the step comes back (PipelineRunner). Up to
+// and computes logits when the step comes back (PipelineRunner), on the CPU or a GPU. Up to
 // PipelineOptions::max_in_flight steps (micro-batches) are in the ring at once.
 // Owns the ring's links so they outlive the runner; destroying it closes rank 0's output link,
 // which stops the workers one after another (see README.md, "Shutdown").
@@ -18,9 +18,13 @@ namespace jarvis {
 class PipelineExecutor : public StepExecutor {
  public:
   // `from_last` may be null when rank 1 is also the last rank and `to_next` is bidirectional.
+  // On the CPU (PipelineRunner's Model constructor):
   PipelineExecutor(const Model& model, int num_blocks, int page_size, int threads,
                    std::unique_ptr<transport::Link> to_next, std::unique_ptr<transport::Link> from_last,
                    PipelineOptions options = {});
+  // Rank 0 on any backend (e.g. a GPU shard from make_cuda_shard); its KV layout is the ring's.
+  PipelineExecutor(std::unique_ptr<ShardForward> rank0, std::unique_ptr<transport::Link> to_next,
+                   std::unique_ptr<transport::Link> from_last, PipelineOptions options = {});
 
   // PipelineRunner::handshake(); PipelineError becomes ExecutorBroken.
   std::vector<std::pair<int, int>> handshake();

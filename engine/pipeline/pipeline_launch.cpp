@@ -21,7 +21,15 @@ std::string address(const std::string& host, int port) {
 
 }  // namespace
 
-PipelineLaunch::PipelineLaunch(const PipelineLaunchOptions& o, const Model& model) {
+PipelineLaunch::PipelineLaunch(const PipelineLaunchOptions& o, const Model& model,
+                               std::unique_ptr<ShardForward> rank0_shard) {
+  if (rank0_shard && (rank0_shard->num_blocks() != o.kv_blocks || rank0_shard->page_size() != o.page_size)) {
+    throw InvalidArgument("rank 0's shard has " + std::to_string(rank0_shard->num_blocks()) + " KV blocks of " +
+                          std::to_string(rank0_shard->page_size()) + " tokens, the ring " +
+                          std::to_string(o.kv_blocks) + " of " + std::to_string(o.page_size));
+  }
+  auto device_of = [&o](size_t r) { return r < o.devices.size() ? o.devices[r] : DeviceSpec{}; };
+  auto on_device = [&](size_t r) { return device_of(r).is_cuda() ? " on " + device_of(r).str() : std::string(); };
   std::unique_ptr<transport::Link> to_next, from_last;
   transport::LinkShape shape;
   if (o.cluster) {
@@ -47,12 +55,16 @@ PipelineLaunch::PipelineLaunch(const PipelineLaunchOptions& o, const Model& mode
     io.worker_threads = o.worker_threads;
     io.shapes = transport::parse_link_shapes(o.link_delay, o.link_jitter, o.link_bandwidth);
     io.timeout = o.timeout;
+    io.devices = o.devices;
+    io.gpu_dtype = o.gpu_dtype;
+    io.gpu_memory_fraction = o.gpu_memory_fraction;
     shape = io.shapes.get(0, 1);
     inproc_ = std::make_unique<InprocRing>(io);
     to_next = inproc_->take_to_next();
     from_last = inproc_->take_from_last();
     for (size_t r = 1; r < o.plan.size(); ++r) {
-      description_.push_back(describe_shard(static_cast<int>(r), o.plan[r]) + " in a thread (in-process links)");
+      description_.push_back(describe_shard(static_cast<int>(r), o.plan[r]) + " in a thread (in-process links)" +
+                             on_device(r));
     }
   } else {
     LocalRingOptions ro;
@@ -66,6 +78,9 @@ PipelineLaunch::PipelineLaunch(const PipelineLaunchOptions& o, const Model& mode
     ro.link_delay = o.link_delay;
     ro.link_jitter = o.link_jitter;
     ro.link_bandwidth = o.link_bandwidth;
+    ro.devices = o.devices;
+    ro.gpu_dtype = o.gpu_dtype;
+    ro.gpu_memory_fraction = o.gpu_memory_fraction;
     // Bad specs fail here, before any worker starts.
     shape = transport::parse_link_shapes(o.link_delay, o.link_jitter, o.link_bandwidth).get(0, 1);
     local_ = std::make_unique<LocalRing>(ro);
@@ -73,7 +88,7 @@ PipelineLaunch::PipelineLaunch(const PipelineLaunchOptions& o, const Model& mode
     from_last = local_->take_from_last();
     for (size_t r = 1; r < o.plan.size(); ++r) {
       description_.push_back(describe_shard(static_cast<int>(r), o.plan[r]) + " in jarvis-worker pid " +
-                             std::to_string(local_->pids()[r - 1]));
+                             std::to_string(local_->pids()[r - 1]) + on_device(r));
     }
   }
   if (shape.shaped()) {
@@ -88,8 +103,13 @@ PipelineLaunch::PipelineLaunch(const PipelineLaunchOptions& o, const Model& mode
   // for the per-link metrics (transport/measured_link.h, ring_stats.h).
   to_next = transport::make_measured_link(std::move(to_next));
   from_last = transport::make_measured_link(std::move(from_last));
-  executor_ = std::make_unique<PipelineExecutor>(model, o.kv_blocks, o.page_size, o.threads, std::move(to_next),
-                                                 std::move(from_last), o.pipeline);
+  if (rank0_shard) {
+    executor_ = std::make_unique<PipelineExecutor>(std::move(rank0_shard), std::move(to_next), std::move(from_last),
+                                                   o.pipeline);
+  } else {
+    executor_ = std::make_unique<PipelineExecutor>(model, o.kv_blocks, o.page_size, o.threads, std::move(to_next),
+                                                   std::move(from_last), o.pipeline);
+  }
   executor_->handshake();
 }
 

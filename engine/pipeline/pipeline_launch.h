@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "csrc/model/device.h"
 #include "csrc/model/model.h"
+#include "csrc/model/shard_forward.h"
 #include "engine/cluster/rank_setup.h"
 #include "engine/pipeline/inproc_ring.h"
 #include "engine/pipeline/local_ring.h"
@@ -37,6 +39,12 @@ struct PipelineLaunchOptions {
   std::string worker_bin;
   int worker_threads = 1;
   std::string link_delay, link_jitter, link_bandwidth;
+  // Local ranks: every rank's device, rank 0 first (empty: all on the CPU). Rank 0's own shard is
+  // the caller's (the constructor's rank0_shard); a GPU worker reserves exactly kv_blocks blocks
+  // (DeviceOutOfMemory when they do not fit) with these GPU settings.
+  std::vector<DeviceSpec> devices;
+  GpuDType gpu_dtype = GpuDType::kF16;
+  double gpu_memory_fraction = 0.9;
   // Cluster file: rank 0's setup (its shapes already merged with the command line's specs).
   std::optional<RankSetup> cluster;
 };
@@ -44,8 +52,11 @@ struct PipelineLaunchOptions {
 class PipelineLaunch {
  public:
   // Starts or joins the ring and runs the rendezvous and the KV handshake; throws Error naming
-  // what failed (a worker that did not start, a rank that did not connect, a mismatch).
-  PipelineLaunch(const PipelineLaunchOptions& options, const Model& rank0_model);
+  // what failed (a worker that did not start, a rank that did not connect, a mismatch). Rank 0
+  // computes with rank0_shard when given (a GPU shard: its num_blocks and page_size must be
+  // options.kv_blocks and page_size), else on the CPU with rank0_model and options.threads.
+  PipelineLaunch(const PipelineLaunchOptions& options, const Model& rank0_model,
+                 std::unique_ptr<ShardForward> rank0_shard = nullptr);
   ~PipelineLaunch();
   PipelineLaunch(const PipelineLaunch&) = delete;
   PipelineLaunch& operator=(const PipelineLaunch&) = delete;

@@ -4,29 +4,51 @@
 #include <exception>
 #include <optional>
 
+#include "csrc/model/cpu_shard.h"
+
 namespace jarvis {
 
 using transport::Message;
 using transport::MessageType;
 
+PipelineRunner::PipelineRunner(std::unique_ptr<ShardForward> shard, transport::Link& to_next,
+                               transport::Link& from_last, PipelineOptions options)
+    : PipelineRunner(Rank0Parts{nullptr, std::move(shard)}, to_next, from_last, std::move(options)) {}
+
+namespace {
+
+// The pool first: the CPU shard borrows it.
+PipelineRunner::Rank0Parts cpu_parts(const Model& model, int num_blocks, int page_size, int threads) {
+  PipelineRunner::Rank0Parts p;
+  p.pool = std::make_unique<cpu::ThreadPool>(threads);
+  p.shard = std::make_unique<CpuShard>(model, num_blocks, page_size, *p.pool);
+  return p;
+}
+
+}  // namespace
+
 PipelineRunner::PipelineRunner(const Model& model, int num_blocks, int page_size, int threads,
                                transport::Link& to_next, transport::Link& from_last, PipelineOptions options)
-    : model_(model),
-      pool_(threads),
-      kv_(model.make_kv_cache(num_blocks, page_size)),
+    : PipelineRunner(cpu_parts(model, num_blocks, page_size, threads), to_next, from_last, std::move(options)) {}
+
+PipelineRunner::PipelineRunner(Rank0Parts parts, transport::Link& to_next, transport::Link& from_last,
+                               PipelineOptions options)
+    : pool_(std::move(parts.pool)),
+      shard_(std::move(parts.shard)),
       to_next_(to_next),
       from_last_(from_last),
-      options_(options),
-      tail_on_last_(!model.shard().has_head) {
-  const ShardSpec& s = model.shard();
+      options_(std::move(options)) {
+  if (!shard_) throw InvalidArgument("PipelineRunner: no shard for rank 0");
+  const ShardSpec& s = shard_->shard();
+  tail_on_last_ = !s.has_head;
   if (s.first_layer != 0 || !s.has_embedding) {
     throw InvalidArgument("rank 0 of a pipeline needs the embedding (the head) and the first layers");
   }
   if (options_.max_in_flight < 1) throw InvalidArgument("max_in_flight must be at least 1");
-  limits_.hidden = model.config().hidden;
-  if (tail_on_last_) limits_.vocab = model.config().vocab_size;  // the last rank sends logits back
-  limits_.num_blocks = num_blocks;
-  limits_.page_size = page_size;
+  limits_.hidden = shard_->config().hidden;
+  if (tail_on_last_) limits_.vocab = shard_->config().vocab_size;  // the last rank sends logits back
+  limits_.num_blocks = shard_->num_blocks();
+  limits_.page_size = shard_->page_size();
   if (options_.stats_interval.count() > 0) idle_thread_ = std::thread([this] { idle_stats_loop(); });
 }
 
@@ -63,7 +85,7 @@ void PipelineRunner::finish_stats_round(StageRecord& rec) {
   RingStats r;
   r.at = std::chrono::steady_clock::now();
   r.ranks.reserve(ring_size_);
-  r.ranks.push_back(make_rank_stats(0, model_.shard().first_layer, model_.shard().end_layer, steps_, step_tokens_,
+  r.ranks.push_back(make_rank_stats(0, shard_->shard().first_layer, shard_->shard().end_layer, steps_, step_tokens_,
                                     busy_, r.at - started_, &from_last_, &to_next_));
   for (StageRankStats& w : rec.stats) r.ranks.push_back(w);
   last_stats_ = r;
@@ -131,14 +153,14 @@ uint64_t PipelineRunner::submit(const ScheduledStep& step, std::vector<int> rows
       throw InvalidArgument("pipeline: logits rows must be ascending indices into the step's tokens");
     }
   }
-  const size_t hidden = static_cast<size_t>(model_.config().hidden);
+  const size_t hidden = static_cast<size_t>(limits_.hidden);
   tokens_.clear();
   for (const ScheduledSeq& s : step.seqs) tokens_.insert(tokens_.end(), s.tokens.begin(), s.tokens.end());
   hidden_.resize(static_cast<size_t>(n) * hidden);
   const BatchView batch = step.batch_view();
   const auto t0 = std::chrono::steady_clock::now();
-  model_.embed(tokens_.data(), n, hidden_.data());
-  model_.forward_layers(batch, hidden_.data(), kv_, pool_);
+  shard_->embed(tokens_.data(), n, hidden_.data());
+  shard_->forward_layers(batch, hidden_.data());
   busy_ += std::chrono::steady_clock::now() - t0;
   ++steps_;
   step_tokens_ += static_cast<uint64_t>(n);
@@ -150,7 +172,7 @@ uint64_t PipelineRunner::submit(const ScheduledStep& step, std::vector<int> rows
   o.micro_batch = micro_batch;
   o.n_tokens = n;
   o.rows = std::move(rows);
-  send(encode_stage_step(o.step_id, micro_batch, batch, hidden_.data(), static_cast<int>(hidden), kv_.page_size(),
+  send(encode_stage_step(o.step_id, micro_batch, batch, hidden_.data(), static_cast<int>(hidden), limits_.page_size,
                          o.rows),
        micro_batch);
   const uint64_t id = o.step_id;
@@ -163,12 +185,12 @@ std::vector<std::pair<int, int>> PipelineRunner::handshake() {
   std::lock_guard<std::mutex> lk(mu_);
   if (!outstanding_.empty()) throw InvalidArgument("pipeline: handshake() with records in flight");
   StageHello h;
-  h.n_layers = model_.config().n_layers;
+  h.n_layers = shard_->config().n_layers;
   h.hidden = limits_.hidden;
   h.num_blocks = limits_.num_blocks;
   h.page_size = limits_.page_size;
   if (!tail_on_last_) h.tail_rank = 0;
-  h.ranges.emplace_back(model_.shard().first_layer, model_.shard().end_layer);
+  h.ranges.emplace_back(shard_->shard().first_layer, shard_->shard().end_layer);
   Outstanding o;
   o.kind = StageKind::kHello;
   o.step_id = next_step_id_++;
@@ -273,7 +295,7 @@ PipelineResult PipelineRunner::collect_locked() {
     }
     r.logits.resize(o.rows.size() * static_cast<size_t>(vocab()));
     const auto t0 = std::chrono::steady_clock::now();
-    model_.compute_logits(selected_.data(), r.n_rows, r.logits.data(), pool_);
+    shard_->compute_logits(selected_.data(), r.n_rows, r.logits.data());
     busy_ += std::chrono::steady_clock::now() - t0;
     return r;
   }

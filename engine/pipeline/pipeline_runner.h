@@ -1,7 +1,9 @@
 // Rank 0's end of the pipeline ring: embeds a scheduled step, runs its own layers, sends the
 // hidden state to rank 1, and when the record comes back from the last rank computes logits for
-// the rows that want them (or, when the last rank holds the tail, returns the logits it sent). submit() and collect() are split so up to max_in_flight steps
-// (micro-batches) can be in the ring at once: while rank 1 works on step m, rank 0 already runs
+// the rows that want them (or, when the last rank holds the tail, returns the logits it sent).
+// Rank 0's compute goes through a ShardForward, so rank 0 may be on the CPU or a GPU while the
+// workers are on either (hidden states cross the links in host memory). submit() and collect()
+// are split so up to max_in_flight steps (micro-batches) can be in the ring at once: while rank 1 works on step m, rank 0 already runs
 // step m+1. The ring keeps order, so collect() always returns the oldest outstanding step.
 //
 // Ring statistics: about every stats_interval a kStats record goes round with the steps (sent by
@@ -25,7 +27,10 @@
 #include <utility>
 #include <vector>
 
+#include <memory>
+
 #include "csrc/model/model.h"
+#include "csrc/model/shard_forward.h"
 #include "engine/pipeline/ring_stats.h"
 #include "engine/pipeline/stage_message.h"
 #include "engine/scheduler.h"
@@ -60,11 +65,16 @@ struct PipelineResult {
 
 class PipelineRunner {
  public:
-  // `model` must hold the embedding and layers [0, end) for some end. With the head too (has_head)
-  // rank 0 computes logits; without it the last rank must hold the tail and send the logits back
-  // (checked by handshake()); sampling stays with the caller either way. num_blocks and
-  // page_size must equal the workers' (block ids from rank 0's block manager index every rank's
-  // cache). Links are borrowed: to_next goes to rank 1, from_last comes from the last rank.
+  // Rank 0's shard runs through `shard` (csrc/model/shard_forward.h: the CPU's CpuShard or a GPU's
+  // make_cuda_shard), which must hold the embedding and layers [0, end) for some end. With the head
+  // too (has_head) rank 0 computes logits; without it the last rank must hold the tail and send the
+  // logits back (checked by handshake()); sampling stays with the caller either way. The shard's
+  // num_blocks and page_size must equal the workers' (block ids from rank 0's block manager index
+  // every rank's cache). Links are borrowed: to_next goes to rank 1, from_last comes from the last rank.
+  PipelineRunner(std::unique_ptr<ShardForward> shard, transport::Link& to_next, transport::Link& from_last,
+                 PipelineOptions options = {});
+  // On the CPU: `model` (which must outlive the runner) in a CpuShard with a KV cache of num_blocks
+  // pages of page_size tokens, on `threads` compute threads.
   PipelineRunner(const Model& model, int num_blocks, int page_size, int threads, transport::Link& to_next,
                  transport::Link& from_last, PipelineOptions options = {});
   // Stops the idle statistics thread (waits for a round it has in flight).
@@ -104,13 +114,21 @@ class PipelineRunner {
   std::optional<RingStats> last_ring_stats() const;
 
   int in_flight() const { return in_flight_; }
-  int vocab() const { return model_.config().vocab_size; }
-  const KvCache& kv() const { return kv_; }
+  int vocab() const { return shard_->config().vocab_size; }
+  const ShardForward& shard() const { return *shard_; }
 
   // Rows of the last token of every slice that wants logits: what sampling reads.
   static std::vector<int> sample_rows(const ScheduledStep& step);
 
+  // What rank 0 computes with: the shard, and the thread pool a CPU shard borrows (else null).
+  struct Rank0Parts {
+    std::unique_ptr<cpu::ThreadPool> pool;
+    std::unique_ptr<ShardForward> shard;
+  };
+
  private:
+  PipelineRunner(Rank0Parts parts, transport::Link& to_next, transport::Link& from_last, PipelineOptions options);
+
   struct Outstanding {
     StageKind kind = StageKind::kStep;
     uint64_t step_id = 0;
@@ -129,13 +147,12 @@ class PipelineRunner {
   StageRecord receive(const Outstanding& expect);
   [[noreturn]] void broken(const std::string& why);
 
-  const Model& model_;
-  cpu::ThreadPool pool_;
-  KvCache kv_;
+  std::unique_ptr<cpu::ThreadPool> pool_;  // the CPU shard's threads; null for other devices
+  std::unique_ptr<ShardForward> shard_;
   transport::Link& to_next_;
   transport::Link& from_last_;
   PipelineOptions options_;
-  bool tail_on_last_;  // rank 0 lacks the head: the last rank computes logits
+  bool tail_on_last_ = false;  // rank 0 lacks the head: the last rank computes logits
   StageLimits limits_;
   std::deque<Outstanding> outstanding_;  // in send order: the order records come back
   int in_flight_ = 0;                    // kStep entries in outstanding_

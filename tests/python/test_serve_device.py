@@ -1,6 +1,6 @@
 """`jarvis-serve --device`: a device that cannot serve is refused with exit 2 and a clear line before
-any weight loads (here and on a GPU machine alike: no machine has a cuda:99; `--device cuda` with
-several ranks is refused everywhere). Serving on a real GPU is checked by benchmarks/gpu/run_all.sh."""
+any weight loads (here and on a GPU machine alike: no machine has a cuda:99; a per-rank list of the
+wrong length is refused everywhere; more in test_rank_devices.py). Serving on a real GPU is checked by benchmarks/gpu/run_all.sh."""
 import subprocess
 import time
 
@@ -15,7 +15,8 @@ pytestmark = requires_server
     (["--device", "cuda:99"], "cuda:99"),
     (["--device", "tpu"], "expected cpu, cuda or cuda:N"),
     (["--device", "cuda", "--gpu-dtype", "f8"], "expected f16, bf16 or f32"),
-    (["--device", "cuda", "--ranks", "2"], "jarvis-worker --device"),
+    (["--device", "cuda:0,cpu,cpu", "--ranks", "2"], "lists 3 devices for 2 ranks"),
+    (["--device", "cpu,cuda:99", "--ranks", "2"], "rank 1: device cuda:99"),
 ])
 def test_unusable_device_exits_before_loading(args, says):
     t0 = time.monotonic()

@@ -44,7 +44,7 @@ TEST(ClusterConfig, ReadsTheExampleFile) {
   EXPECT_EQ(c.nodes[1].name, "rank1");
   EXPECT_EQ(c.nodes[1].host, "127.0.0.1");
   EXPECT_EQ(c.nodes[1].port, 7101);
-  EXPECT_EQ(c.nodes[1].device.kind, Device::Kind::kCpu);
+  EXPECT_FALSE(c.nodes[1].device.is_cuda());
   EXPECT_EQ(c.nodes[0].memory_bytes, int64_t{2} << 30);
   EXPECT_EQ(c.nodes[2].model, c.model);
   EXPECT_EQ(c.split(), (std::vector<int>{10, 10, 10}));
@@ -74,8 +74,9 @@ TEST(ClusterConfig, OptionalFieldsAndForms) {
       "/etc/jarvis/c.json");
   EXPECT_EQ(c.model, "/etc/jarvis/m.gguf");
   EXPECT_EQ(c.nodes[1].model, "/abs/x.gguf");
-  EXPECT_EQ(c.nodes[1].device.kind, Device::Kind::kCuda);
+  EXPECT_TRUE(c.nodes[1].device.is_cuda());
   EXPECT_EQ(c.nodes[1].device.index, 1);
+  EXPECT_EQ(c.nodes[1].device.str(), "cuda:1");
   EXPECT_EQ(c.nodes[1].memory_bytes, int64_t{3} << 30);
   EXPECT_EQ(c.nodes[0].memory_bytes, 0);
   EXPECT_FALSE(c.split().has_value());  // no layers anywhere: divide evenly
@@ -112,6 +113,8 @@ TEST(ClusterConfig, EveryMalformedFieldIsNamed) {
       {R"({"model": "m", "nodes": [{"name": "a", "address": "::1:80"}]})", "write an IPv6 address as [addr]:port"},
       {two_nodes(R"(, "device": "tpu")"), "nodes[1].device: 'tpu' is not a device"},
       {two_nodes(R"(, "device": "cuda:x")"), "nodes[1].device: 'cuda:x' is not a device"},
+      {two_nodes(R"(, "device": "gpu")"), "nodes[1].device: 'gpu' is not a device (cpu, cuda or cuda:N)"},
+      {two_nodes(R"(, "device": 0)"), "nodes[1].device: must be a string"},
       {two_nodes(R"(, "memory": "8 parsecs")"), "nodes[1].memory: '8 parsecs' is not a memory size"},
       {two_nodes(R"(, "memory": -5)"), "nodes[1].memory: must be a positive byte count"},
       {two_nodes(R"(, "memory": true)"), "nodes[1].memory: must be a positive byte count"},
@@ -158,10 +161,10 @@ TEST(ClusterConfig, ByteSizesAndDevices) {
   for (const char* bad : {"", "GiB", "0", "-1GiB", "8 parsecs", "1e3"}) {
     EXPECT_THROW(parse_byte_size(bad, "m"), ClusterConfigError) << bad;
   }
-  EXPECT_EQ(parse_device("cpu", "d").kind, Device::Kind::kCpu);
-  EXPECT_EQ(parse_device("cuda", "d").str(), "cuda:0");
-  EXPECT_EQ(parse_device("cuda:3", "d").index, 3);
-  EXPECT_THROW(parse_device("cuda:", "d"), ClusterConfigError);
+  // Devices are parsed by csrc/model/device.h (--device's syntax): one parser for both.
+  const ClusterConfig c = parse_cluster_config(two_nodes(R"(, "device": "cuda")"), "c.json");
+  EXPECT_FALSE(c.nodes[0].device.is_cuda());  // no "device": the CPU
+  EXPECT_EQ(c.nodes[1].device.str(), "cuda:0");
 }
 
 namespace {

@@ -305,10 +305,13 @@ void Engine::Impl::collect_step() {
       l.prompt_logprobs.push_back({token, lp.logprob, std::move(lp.top)});
     }
     if (!s.sample) continue;
-    const float* row = logits + static_cast<size_t>(f.first_row[i] + f.n_prompt_rows[i]) * vocab;
-    SampleResult sampled = device_samples ? (*device_samples)[sample_index]
-                                          : l.sampler.sample(row, vocab, scheduler.prompt(s.seq_id),
-                                                             scheduler.output(s.seq_id));
+    SampleResult sampled;
+    if (device_samples) {
+      sampled = (*device_samples)[sample_index];
+    } else {
+      const float* row = logits + static_cast<size_t>(f.first_row[i] + f.n_prompt_rows[i]) * vocab;
+      sampled = l.sampler.sample(row, vocab, scheduler.prompt(s.seq_id), scheduler.output(s.seq_id));
+    }
     SeqOutput out;
     out.seq_id = s.seq_id;
     out.has_token = true;

@@ -1,6 +1,7 @@
 #include "csrc/sampling/sample_request.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "csrc/util/error.h"
@@ -59,7 +60,7 @@ void apply_penalties(const SamplingParams& params, float* logits, int32_t vocab,
       l = l > 0.0f ? l / params.repetition_penalty : l * params.repetition_penalty;
     }
     if (additive && h.generated_count > 0) {
-      l -= params.frequency_penalty * static_cast<float>(h.generated_count) + params.presence_penalty;
+      l -= std::fma(params.frequency_penalty, static_cast<float>(h.generated_count), params.presence_penalty);
     }
   }
 }

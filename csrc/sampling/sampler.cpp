@@ -101,7 +101,9 @@ void apply_penalties(const SamplingParams& params, float* logits, int32_t vocab,
     for (size_t i = 0; i < gen.size();) {
       size_t j = i;
       while (j < gen.size() && gen[j] == gen[i]) ++j;
-      logits[gen[i]] -= params.frequency_penalty * static_cast<float>(j - i) + params.presence_penalty;
+      // Fused (one rounding), written out: compilers contract it where the CPU has FMA and not
+      // elsewhere, and the GPU sampler (kernels/cuda/sampling.cu) must get the same bits.
+      logits[gen[i]] -= std::fma(params.frequency_penalty, static_cast<float>(j - i), params.presence_penalty);
       i = j;
     }
   }
@@ -206,7 +208,7 @@ SampleResult sample_penalised(const SamplingParams& params, const float* logits,
   for (int32_t i = 0; i < vocab; ++i) sum += std::exp((static_cast<double>(logits[i]) - max_logit) * inv_t);
   const double log_z = std::log(sum);
   auto logprob = [&](int32_t id) {
-    return static_cast<float>((static_cast<double>(logits[id]) - max_logit) * inv_t - log_z);
+    return static_cast<float>(std::fma(static_cast<double>(logits[id]) - max_logit, inv_t, -log_z));  // fused: see above
   };
 
   SampleResult result;

@@ -32,7 +32,7 @@ __device__ __forceinline__ double weight(float l, float max_logit, double inv_t)
 
 __device__ __forceinline__ float logprob_of(float l, float max_logit, double inv_t, double log_z) {
   return static_cast<float>(
-      __dsub_rn(__dmul_rn(__dsub_rn(static_cast<double>(l), static_cast<double>(max_logit)), inv_t), log_z));
+      __fma_rn(__dsub_rn(static_cast<double>(l), static_cast<double>(max_logit)), inv_t, -log_z));
 }
 
 __device__ float block_max(float v, float* red) {
@@ -127,7 +127,7 @@ __device__ void top_keys_sorted(const float* row, int vocab, int r, uint64_t* ke
 // ---- kernels ----
 
 // One CTA per row; one thread per history entry (entries are distinct tokens, so no two threads
-// touch one logit). The float operations are sampler.cpp's, unfused.
+// touch one logit). The float operations are sampler.cpp's, fused where it fuses (std::fma).
 __global__ void penalties_kernel(float* __restrict__ logits,                 // [rows, vocab]
                                  int vocab,
                                  const SampleRowParams* __restrict__ params,  // [rows]
@@ -145,8 +145,7 @@ __global__ void penalties_kernel(float* __restrict__ logits,                 // 
       l = l > 0.0f ? __fdiv_rn(l, p.repetition_penalty) : __fmul_rn(l, p.repetition_penalty);
     }
     if (additive && e.generated_count > 0) {
-      l = __fsub_rn(l, __fadd_rn(__fmul_rn(p.frequency_penalty, static_cast<float>(e.generated_count)),
-                                 p.presence_penalty));
+      l = __fsub_rn(l, __fmaf_rn(p.frequency_penalty, static_cast<float>(e.generated_count), p.presence_penalty));
     }
     row[e.token] = l;
   }

@@ -205,6 +205,62 @@ TEST_P(CudaSampling, ManyDrawsOfOneRowMatchCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Vocab, CudaSampling, ::testing::Values(49152, 1001, 7, 151936));
 
+// Random parameters of every kind (top_k up to beyond the vocabulary), tiny vocabularies, and
+// logits rounded to halves so that many candidates tie: ties must break to the lowest id in the
+// candidate order, the top logprobs and the draw exactly as on the CPU.
+std::vector<Row> random_rows(int n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> uni(0.0, 1.0);
+  std::vector<Row> rows(static_cast<size_t>(n));
+  for (Row& r : rows) {
+    SamplingParams& p = r.params;
+    p.temperature = uni(rng) < 0.2 ? 0.0f : static_cast<float>(0.2 + 1.5 * uni(rng));
+    if (uni(rng) < 0.5) p.top_k = 1 + static_cast<int>(uni(rng) * 1.2 * vocab);
+    if (uni(rng) < 0.5) p.top_p = static_cast<float>(0.05 + 0.95 * uni(rng));
+    if (uni(rng) < 0.3) p.min_p = static_cast<float>(0.3 * uni(rng));
+    if (uni(rng) < 0.3) {
+      p.repetition_penalty = static_cast<float>(0.7 + uni(rng));
+      p.presence_penalty = static_cast<float>(uni(rng) - 0.5);
+      p.frequency_penalty = static_cast<float>(uni(rng) - 0.3);
+    }
+    p.logprobs = static_cast<int>(uni(rng) * 21);
+    r.prompt = random_ids(rng, 20, vocab);
+    r.generated = random_ids(rng, static_cast<int>(uni(rng) * 20), vocab);
+    r.u = uni(rng);
+  }
+  return rows;
+}
+
+TEST(CudaSamplingCases, RandomParamsTinyVocabsAndTies) {
+  SKIP_WITHOUT_GPU();
+  uint32_t seed = 100;
+  for (int vocab : {1, 2, 3, 64, 257, 3000, 49152}) {
+    const std::vector<Row> rows = random_rows(48, vocab, seed++);
+    compare(random_logits(rows.size() * vocab, 3.0f, seed++), vocab, rows);
+    std::vector<float> tied = random_logits(rows.size() * vocab, 2.0f, seed++);
+    for (float& x : tied) x = std::round(x * 2.0f) / 2.0f;
+    compare(tied, vocab, rows);
+  }
+}
+
+TEST(CudaSamplingCases, WindowEdges) {
+  SKIP_WITHOUT_GPU();
+  // Around kSampleMaxCandidates (4096): top_k at it and one past it, with and without a cut
+  // inside the window. Rows 1 (4097 kept) and 4 (a nucleus of ~4100) go to the host.
+  const int vocab = 4200;
+  std::vector<Row> rows(6);
+  rows[0].params.top_k = 4096;
+  rows[1].params.top_k = 4097;
+  rows[2].params.top_k = 4097;
+  rows[2].params.top_p = 0.3f;
+  rows[3].params.top_k = 4097;
+  rows[3].params.min_p = 0.5f;
+  rows[4].params.top_p = 0.999f;
+  rows[5].params.min_p = 0.9f;
+  for (size_t i = 0; i < rows.size(); ++i) rows[i].u = 0.13 * static_cast<double>(i + 1), rows[i].params.logprobs = 20;
+  EXPECT_EQ(compare(random_logits(rows.size() * vocab, 1.0f, 77), vocab, rows), 2);
+}
+
 TEST(CudaSamplingCases, GreedyTiesGoToTheLowestId) {
   SKIP_WITHOUT_GPU();
   const int vocab = 49152;

@@ -40,6 +40,7 @@ void CudaModel::sample_logits(const float* hidden, const std::vector<SampleReque
   if (requests.empty()) return;
   const int64_t rows = static_cast<int64_t>(requests.size()), h = config_.hidden, vocab = config_.vocab_size;
 
+  std::lock_guard<std::mutex> lock(mu_);  // serialised with the forward calls; guards the h_sample_ vectors too
   h_sample_params_.clear();
   h_sample_history_.clear();
   for (const SampleRequest& q : requests) {
@@ -53,7 +54,6 @@ void CudaModel::sample_logits(const float* hidden, const std::vector<SampleReque
     h_sample_params_.push_back(row_params(q.params, q.u, offset, static_cast<int32_t>(q.history.size())));
   }
 
-  std::lock_guard<std::mutex> lock(mu_);
   JARVIS_CUDA_CHECK(cudaSetDevice(device_));
   reserve(static_cast<int>(rows));
   logits_.grow(static_cast<size_t>(rows * vocab) * sizeof(float), "logits");

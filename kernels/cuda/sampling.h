@@ -14,6 +14,9 @@
 //     renormalised and drawn with u by a running sum in that order.
 //   - logprob = (l - max) / T - log(sum), T = 1 when greedy: after penalties and temperature,
 //     before truncation. Top-N (N <= 20) by the same order as the candidates.
+//   - every float/double operation as sampler.cpp writes it, fused where it uses std::fma (the
+//     additive penalty, the logprob) and unfused elsewhere (explicit __*_rn intrinsics).
+// Logits are fp32 only (the head GEMM writes fp32); no other dtype is instantiated.
 //
 // Algorithm: weights and sums in double, as on the CPU. Candidates are the exact top-M keys
 // (key = order-preserving logit bits, then inverted id: unique, so ties are decided as on the

@@ -78,7 +78,8 @@ void CudaModel::sample_logits(const float* hidden, const std::vector<SampleReque
   JARVIS_CUDA_CHECK(cuda::gemm(cublas_.get(), g));
 
   JARVIS_CUDA_CHECK(cudaMemcpyAsync(sample_params_.get(), h_sample_params_.data(),
-                                    h_sample_params_.size() * sizeof(cuda::SampleRowParams), cudaMemcpyHostToDevice, st));
+                                    h_sample_params_.size() * sizeof(cuda::SampleRowParams), cudaMemcpyHostToDevice,
+                                    st));
   if (!h_sample_history_.empty()) {
     JARVIS_CUDA_CHECK(cudaMemcpyAsync(sample_history_.get(), h_sample_history_.data(),
                                       h_sample_history_.size() * sizeof(cuda::SamplePenaltyToken),

@@ -208,7 +208,8 @@ SampleResult sample_penalised(const SamplingParams& params, const float* logits,
   for (int32_t i = 0; i < vocab; ++i) sum += std::exp((static_cast<double>(logits[i]) - max_logit) * inv_t);
   const double log_z = std::log(sum);
   auto logprob = [&](int32_t id) {
-    return static_cast<float>(std::fma(static_cast<double>(logits[id]) - max_logit, inv_t, -log_z));  // fused: see above
+    // Fused, as the penalty above: the GPU sampler computes the same.
+    return static_cast<float>(std::fma(static_cast<double>(logits[id]) - max_logit, inv_t, -log_z));
   };
 
   SampleResult result;

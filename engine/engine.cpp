@@ -71,6 +71,7 @@ struct Engine::Impl {
   struct InFlight {
     ScheduledStep plan;
     std::vector<int> first_row, n_prompt_rows;  // per plan.seqs entry: its rows in the logits
+    bool sampled_on_device = false;  // the executor sampled the last rows (samples(), plan order)
   };
   std::deque<InFlight> in_flight;  // oldest first: the order collect() returns them
   std::vector<int64_t> released;   // ended since the last release_finished()
@@ -92,6 +93,7 @@ struct Engine::Impl {
   void step();
   void submit_steps();
   std::vector<int> plan_rows(InFlight& f);
+  std::vector<SampleRequest> sample_requests(const InFlight& f);
   void collect_step();
   void release_finished();
   void fail_all(const std::string& error);
@@ -205,7 +207,12 @@ void Engine::Impl::submit_steps() {
     }
     const std::vector<int> rows = plan_rows(f);
     try {
-      runner->submit(f.plan, rows);
+      if (runner->samples_on_device()) {
+        runner->submit_sampled(f.plan, rows, sample_requests(f));
+        f.sampled_on_device = true;
+      } else {
+        runner->submit(f.plan, rows);
+      }
     } catch (const ExecutorBroken& e) {
       degrade(e.what());
       return;
@@ -251,6 +258,21 @@ std::vector<int> Engine::Impl::plan_rows(InFlight& f) {
   return rows;
 }
 
+// The sampled rows, for an executor that samples on its device: each sequence's Sampler draws
+// its uniform now, the draw sample() would make once the logits are back (one per token, in the
+// same order, so a seed gives the same tokens either way).
+std::vector<SampleRequest> Engine::Impl::sample_requests(const InFlight& f) {
+  std::vector<SampleRequest> requests;
+  for (size_t i = 0; i < f.plan.seqs.size(); ++i) {
+    const ScheduledSeq& s = f.plan.seqs[i];
+    if (!s.sample) continue;
+    requests.push_back(make_sample_request(live.at(s.seq_id)->sampler, scheduler.prompt(s.seq_id),
+                                           scheduler.output(s.seq_id), runner->vocab()));
+    requests.back().row = f.first_row[i] + f.n_prompt_rows[i];
+  }
+  return requests;
+}
+
 void Engine::Impl::collect_step() {
   InFlight f = std::move(in_flight.front());
   in_flight.pop_front();
@@ -266,10 +288,13 @@ void Engine::Impl::collect_step() {
   }
 
   const int32_t vocab = runner->vocab();
+  const std::vector<SampleResult>* device_samples = f.sampled_on_device ? &runner->samples() : nullptr;
+  size_t next_sample = 0;
   std::vector<SeqOutput> outputs;
   std::vector<std::pair<int64_t, RequestUpdate>> updates;
   for (size_t i = 0; i < f.plan.seqs.size(); ++i) {
     const ScheduledSeq& s = f.plan.seqs[i];
+    const size_t sample_index = s.sample ? next_sample++ : 0;  // requests were made in plan order
     auto found = live.find(s.seq_id);
     if (found == live.end()) continue;  // cancelled or failed while its step was in flight
     Live& l = *found->second;
@@ -280,8 +305,13 @@ void Engine::Impl::collect_step() {
       l.prompt_logprobs.push_back({token, lp.logprob, std::move(lp.top)});
     }
     if (!s.sample) continue;
-    const float* row = logits + static_cast<size_t>(f.first_row[i] + f.n_prompt_rows[i]) * vocab;
-    SampleResult sampled = l.sampler.sample(row, vocab, scheduler.prompt(s.seq_id), scheduler.output(s.seq_id));
+    SampleResult sampled;
+    if (device_samples) {
+      sampled = (*device_samples)[sample_index];
+    } else {
+      const float* row = logits + static_cast<size_t>(f.first_row[i] + f.n_prompt_rows[i]) * vocab;
+      sampled = l.sampler.sample(row, vocab, scheduler.prompt(s.seq_id), scheduler.output(s.seq_id));
+    }
     SeqOutput out;
     out.seq_id = s.seq_id;
     out.has_token = true;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "csrc/sampling/sample_request.h"
 #include "csrc/util/error.h"
 #include "engine/scheduler.h"
 
@@ -37,6 +38,22 @@ class StepExecutor {
   // that keep per-sequence state; block tables travel with every step anyway).
   virtual void release(const std::vector<int64_t>& seq_ids) { (void)seq_ids; }
   virtual int vocab() const = 0;
+
+  // ---- Sampling on the executor's device (optional; default: not supported) ----
+  virtual bool samples_on_device() const { return false; }
+  // As submit(), and the rows named by requests[i].row (indices into `rows`, distinct) are sampled
+  // where their logits are: collect() then returns [rows.size(), vocab] with only the other rows
+  // filled, and samples() the results, one per request in request order.
+  virtual void submit_sampled(const ScheduledStep& step, const std::vector<int>& rows,
+                              const std::vector<SampleRequest>& requests) {
+    (void)step, (void)rows, (void)requests;
+    throw InvalidArgument("this executor does not sample on its device");
+  }
+  // The collected step's samples (empty after a plain submit()); valid until the next collect().
+  virtual const std::vector<SampleResult>& samples() const {
+    static const std::vector<SampleResult> kNone;
+    return kNone;
+  }
 
   // One step at a time: submit, then collect.
   const float* run_step(const ScheduledStep& step, const std::vector<int>& rows) {

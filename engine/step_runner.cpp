@@ -35,10 +35,22 @@ StepRunner::StepRunner(std::unique_ptr<ShardForward> shard) : shard_(std::move(s
 }
 
 void StepRunner::submit(const ScheduledStep& step, const std::vector<int>& rows) {
+  submit_sampled(step, rows, {});
+}
+
+void StepRunner::submit_sampled(const ScheduledStep& step, const std::vector<int>& rows,
+                                const std::vector<SampleRequest>& requests) {
   if (pending_) throw InvalidArgument("StepRunner: a step is already submitted and not collected");
   const int n = step.total_tokens();
   for (int r : rows) {
     if (r < 0 || r >= n) throw InvalidArgument("StepRunner: logits row outside the step");
+  }
+  std::vector<char> on_device(requests.empty() ? 0 : rows.size(), 0);
+  for (const SampleRequest& q : requests) {
+    if (q.row < 0 || q.row >= static_cast<int>(rows.size()) || on_device[q.row]) {
+      throw InvalidArgument("StepRunner: a sample request names a missing or repeated row");
+    }
+    on_device[q.row] = 1;
   }
   const size_t hidden = static_cast<size_t>(shard_->config().hidden);
   tokens_.clear();
@@ -47,14 +59,41 @@ void StepRunner::submit(const ScheduledStep& step, const std::vector<int>& rows)
   shard_->embed(tokens_.data(), n, hidden_.data());
   shard_->forward_layers(step.batch_view(), hidden_.data());
   has_rows_ = !rows.empty();
-  if (has_rows_) {
-    selected_.resize(rows.size() * hidden);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      std::memcpy(selected_.data() + i * hidden, hidden_.data() + static_cast<size_t>(rows[i]) * hidden,
+  samples_.clear();
+  auto gather = [&](const std::vector<int>& step_rows) {
+    selected_.resize(step_rows.size() * hidden);
+    for (size_t i = 0; i < step_rows.size(); ++i) {
+      std::memcpy(selected_.data() + i * hidden, hidden_.data() + static_cast<size_t>(step_rows[i]) * hidden,
                   hidden * sizeof(float));
     }
-    logits_.resize(rows.size() * static_cast<size_t>(vocab()));
-    shard_->compute_logits(selected_.data(), static_cast<int>(rows.size()), logits_.data());
+  };
+  const size_t v = static_cast<size_t>(vocab());
+  if (has_rows_) logits_.resize(rows.size() * v);
+  if (requests.empty()) {
+    if (has_rows_) {
+      gather(rows);
+      shard_->compute_logits(selected_.data(), static_cast<int>(rows.size()), logits_.data());
+    }
+  } else {
+    // Rows read on the host (prompt logprobs) come back as logits, into their places in logits_.
+    std::vector<int> host_rows, host_index;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (!on_device[i]) host_rows.push_back(rows[i]), host_index.push_back(static_cast<int>(i));
+    }
+    if (!host_rows.empty()) {
+      gather(host_rows);
+      host_logits_.resize(host_rows.size() * v);
+      shard_->compute_logits(selected_.data(), static_cast<int>(host_rows.size()), host_logits_.data());
+      for (size_t i = 0; i < host_rows.size(); ++i) {
+        std::memcpy(logits_.data() + static_cast<size_t>(host_index[i]) * v, host_logits_.data() + i * v,
+                    v * sizeof(float));
+      }
+    }
+    std::vector<int> device_rows;
+    for (const SampleRequest& q : requests) device_rows.push_back(rows[q.row]);
+    gather(device_rows);
+    samples_.resize(requests.size());
+    shard_->sample_logits(selected_.data(), requests, samples_.data());
   }
   pending_ = true;  // only once it all succeeded: a failed step leaves nothing to collect
 }

@@ -5,9 +5,8 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
-
 #include <memory>
+#include <vector>
 
 #include "csrc/model/model.h"
 #include "csrc/model/shard_forward.h"
@@ -33,6 +32,12 @@ class StepRunner : public StepExecutor {
   int vocab() const override { return shard_->config().vocab_size; }
   const ShardForward& shard() const { return *shard_; }
 
+  // Sampling on the shard's device, when it has one (ShardForward::samples_on_device).
+  bool samples_on_device() const override { return shard_->samples_on_device(); }
+  void submit_sampled(const ScheduledStep& step, const std::vector<int>& rows,
+                      const std::vector<SampleRequest>& requests) override;
+  const std::vector<SampleResult>& samples() const override { return samples_; }
+
  private:
   std::unique_ptr<cpu::ThreadPool> pool_;  // the CPU shard's threads; null for other devices
   std::unique_ptr<ShardForward> shard_;
@@ -40,6 +45,8 @@ class StepRunner : public StepExecutor {
   std::vector<float> hidden_;    // [step tokens, hidden]
   std::vector<float> selected_;  // [rows, hidden]
   std::vector<float> logits_;    // [rows, vocab]
+  std::vector<float> host_logits_;      // [rows not sampled on the device, vocab]
+  std::vector<SampleResult> samples_;   // one per request of submit_sampled()
   bool pending_ = false;         // submitted, not yet collected
   bool has_rows_ = false;
 };

@@ -212,6 +212,18 @@ if [ -n "$MODEL_TESTS" ]; then
       if [ $rc -eq 124 ]; then echo "compute-sanitizer $tool (model): INCOMPLETE (30 s cap hit)"; elif [ $rc -ne 0 ]; then status=1; fi
     done
   fi
+  # ---- device sampling (kernels/cuda/sampling.cu): its shared-memory selects and sort under both tools ----
+  if [ -n "${SAN:-}" ]; then
+    for tool in memcheck racecheck; do
+      step "compute-sanitizer --tool $tool on the sampling kernel"
+      timeout 150 "$SAN" --tool "$tool" --error-exitcode 9 "$MODEL_TESTS" --gtest_color=no \
+        --gtest_filter='Vocab/CudaSampling.MixedRowsMatchCpu/1:CudaSamplingCases.*' >>"$RES/sanitizer_$tool.log" 2>&1
+      rc=$?
+      tail -6 "$RES/sanitizer_$tool.log"
+      echo "compute-sanitizer $tool (sampling) exit code: $rc"
+      [ $rc -eq 0 ] || status=1
+    done
+  fi
 fi
 
 if [ -n "$CLI" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then

@@ -28,6 +28,7 @@
 #include "csrc/model/model.h"
 #include "csrc/model/shard_forward.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/sampling.h"
 
 namespace jarvis {
 
@@ -134,6 +135,24 @@ class CudaModel : public ShardForward {
   std::vector<int32_t> h_positions_, h_meta_;
   std::vector<int64_t> h_slots_;
   cuda::PagedAttentionParams attn_params_;
+
+  // ---- Sampling on the device (csrc/cuda/cuda_sampling.cpp over kernels/cuda/sampling.h) ----
+ public:
+  bool samples_on_device() const override { return true; }
+  // Final norm + lm_head into the device logits, then penalties, temperature, top-k/p, min-p and
+  // the draw with each request's u on the device; only tokens and logprobs come back. A row whose
+  // candidate set outgrows the kernel's window (kSampleMaxCandidates) is sampled on the host from
+  // its penalised logits (one row copied back). Serialised with the forward calls (mu_).
+  void sample_logits(const float* hidden, const std::vector<SampleRequest>& requests, SampleResult* out) override;
+
+ private:
+  DeviceBuffer sample_params_;   // [rows] cuda::SampleRowParams
+  DeviceBuffer sample_history_;  // [entries] cuda::SamplePenaltyToken
+  DeviceBuffer sample_results_;  // [rows] cuda::SampleRowResult
+  std::vector<cuda::SampleRowParams> h_sample_params_;
+  std::vector<cuda::SamplePenaltyToken> h_sample_history_;
+  std::vector<cuda::SampleRowResult> h_sample_results_;
+  std::vector<float> h_fallback_row_;  // [vocab] penalised logits of a row sampled on the host
 };
 
 }  // namespace jarvis

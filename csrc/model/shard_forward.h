@@ -8,9 +8,12 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "csrc/model/config.h"
 #include "csrc/model/kv_cache.h"
+#include "csrc/sampling/sample_request.h"
+#include "csrc/util/error.h"
 
 namespace jarvis {
 
@@ -33,6 +36,18 @@ class ShardForward {
   virtual void forward_layers(const BatchView& batch, float* hidden) = 0;
   // logits[n_rows, vocab] of hidden rows (final norm + lm_head). Needs has_head.
   virtual void compute_logits(const float* hidden, int n_rows, float* logits) = 0;
+
+  // ---- Sampling where the logits are (optional) ----
+  // A shard on a GPU computes the logits of the rows it samples and samples them there, so only
+  // tokens and logprobs come back to the host. Default: not supported.
+  virtual bool samples_on_device() const { return false; }
+  // out[i] = the sample of request i from the logits of hidden row i (hidden[requests.size(),
+  // hidden]), exactly what sample_request_on_host() gives for those logits (requests[i].row is
+  // not used here). Needs has_head.
+  virtual void sample_logits(const float* hidden, const std::vector<SampleRequest>& requests, SampleResult* out) {
+    (void)hidden, (void)requests, (void)out;
+    throw InvalidArgument("this shard (" + device_name() + ") does not sample on its device");
+  }
 };
 
 }  // namespace jarvis

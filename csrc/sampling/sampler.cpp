@@ -101,7 +101,9 @@ void apply_penalties(const SamplingParams& params, float* logits, int32_t vocab,
     for (size_t i = 0; i < gen.size();) {
       size_t j = i;
       while (j < gen.size() && gen[j] == gen[i]) ++j;
-      logits[gen[i]] -= params.frequency_penalty * static_cast<float>(j - i) + params.presence_penalty;
+      // Fused (one rounding), written out: compilers contract it where the CPU has FMA and not
+      // elsewhere, and the GPU sampler (kernels/cuda/sampling.cu) must get the same bits.
+      logits[gen[i]] -= std::fma(params.frequency_penalty, static_cast<float>(j - i), params.presence_penalty);
       i = j;
     }
   }
@@ -188,40 +190,46 @@ Sampler::Sampler(const SamplingParams& params) : params_(params) {
 
 double Sampler::next_uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
+double Sampler::draw_uniform() { return params_.greedy() ? 0.0 : next_uniform(); }
+
 SampleResult Sampler::sample(const float* logits, int32_t vocab, const std::vector<int32_t>& prompt,
                              const std::vector<int32_t>& generated) {
   if (vocab <= 0) throw InvalidArgument("sampling needs a vocabulary of at least one token");
   work_.assign(logits, logits + vocab);
   apply_penalties(params_, work_.data(), vocab, prompt, generated);
-  const float max_logit = checked_max(work_.data(), vocab);
-  const double inv_t = params_.greedy() ? 1.0 : 1.0 / params_.temperature;
+  return sample_penalised(params_, work_.data(), vocab, draw_uniform());
+}
+
+SampleResult sample_penalised(const SamplingParams& params, const float* logits, int32_t vocab, double u) {
+  const float max_logit = checked_max(logits, vocab);
+  const double inv_t = params.greedy() ? 1.0 : 1.0 / params.temperature;
 
   double sum = 0.0;
-  for (int32_t i = 0; i < vocab; ++i) sum += std::exp((static_cast<double>(work_[i]) - max_logit) * inv_t);
+  for (int32_t i = 0; i < vocab; ++i) sum += std::exp((static_cast<double>(logits[i]) - max_logit) * inv_t);
   const double log_z = std::log(sum);
   auto logprob = [&](int32_t id) {
-    return static_cast<float>((static_cast<double>(work_[id]) - max_logit) * inv_t - log_z);
+    // Fused, as the penalty above: the GPU sampler computes the same.
+    return static_cast<float>(std::fma(static_cast<double>(logits[id]) - max_logit, inv_t, -log_z));
   };
 
   SampleResult result;
-  if (params_.greedy()) {
+  if (params.greedy()) {
     // First maximum: ties go to the lowest id.
-    result.token = static_cast<int32_t>(std::max_element(work_.begin(), work_.end()) - work_.begin());
-  } else if (!truncates(params_, vocab)) {
-    const double u = next_uniform() * sum;
+    result.token = static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
+  } else if (!truncates(params, vocab)) {
+    const double target = u * sum;
     double cum = 0.0;
     int32_t pick = -1;
     for (int32_t i = 0; i < vocab; ++i) {
-      const double wi = std::exp((static_cast<double>(work_[i]) - max_logit) * inv_t);
+      const double wi = std::exp((static_cast<double>(logits[i]) - max_logit) * inv_t);
       if (wi == 0.0) continue;
       cum += wi;
       pick = i;  // rounding can leave u just past the last sum: fall back to the last candidate
-      if (u < cum) break;
+      if (target < cum) break;
     }
     result.token = pick;
   } else {
-    const std::vector<Candidate> cands = truncated_distribution(params_, work_.data(), vocab);
-    const double u = next_uniform();
+    const std::vector<Candidate> cands = truncated_distribution(params, logits, vocab);
     double cum = 0.0;
     result.token = cands.back().token;
     for (const Candidate& c : cands) {
@@ -234,12 +242,12 @@ SampleResult Sampler::sample(const float* logits, int32_t vocab, const std::vect
   }
   result.logprob = logprob(result.token);
 
-  if (params_.logprobs > 0) {
-    const size_t n = std::min<size_t>(static_cast<size_t>(params_.logprobs), static_cast<size_t>(vocab));
+  if (params.logprobs > 0) {
+    const size_t n = std::min<size_t>(static_cast<size_t>(params.logprobs), static_cast<size_t>(vocab));
     std::vector<int32_t> order(static_cast<size_t>(vocab));
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
-                      ByLogitDesc{work_.data()});
+                      ByLogitDesc{logits});
     result.top_logprobs.reserve(n);
     for (size_t i = 0; i < n; ++i) result.top_logprobs.push_back(TokenLogprob{order[i], logprob(order[i])});
   }

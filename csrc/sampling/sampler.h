@@ -64,6 +64,11 @@ void apply_penalties(const SamplingParams& params, float* logits, int32_t vocab,
 std::vector<Candidate> truncated_distribution(const SamplingParams& params, const float* logits,
                                               int32_t vocab);
 
+// Everything Sampler::sample does after the penalties: the token drawn with uniform u in [0, 1)
+// (ignored when greedy) from already-penalised logits[vocab], its logprob and the top logprobs.
+// Also the host fallback of device sampling (csrc/sampling/sample_request.h).
+SampleResult sample_penalised(const SamplingParams& params, const float* logits, int32_t vocab, double u);
+
 // Draws tokens for one sequence. Holds the sequence's random generator, so one Sampler per
 // sequence: the same seed and logits give the same tokens whatever else runs.
 class Sampler {
@@ -75,6 +80,11 @@ class Sampler {
   // logits[vocab] of the next position; prompt/generated as for apply_penalties.
   SampleResult sample(const float* logits, int32_t vocab, const std::vector<int32_t>& prompt,
                       const std::vector<int32_t>& generated);
+
+  // The uniform sample() draws for this sequence's next token: the same stream of draws, so a
+  // seeded sequence sampled elsewhere (on a GPU, with this u) makes the same choices. Greedy
+  // draws nothing and returns 0.
+  double draw_uniform();
 
  private:
   double next_uniform();  // [0, 1), 53 random bits: portable across standard libraries

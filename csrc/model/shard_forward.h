@@ -6,11 +6,13 @@
 // made through make_cuda_shard in csrc/model/device.h).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 
 #include "csrc/model/config.h"
 #include "csrc/model/kv_cache.h"
+#include "csrc/util/error.h"
 
 namespace jarvis {
 
@@ -33,6 +35,28 @@ class ShardForward {
   virtual void forward_layers(const BatchView& batch, float* hidden) = 0;
   // logits[n_rows, vocab] of hidden rows (final norm + lm_head). Needs has_head.
   virtual void compute_logits(const float* hidden, int n_rows, float* logits) = 0;
+
+  // ---- Device-resident hidden state (NCCL between GPU ranks: engine/pipeline/device_hop.h) ----
+  // A shard on a GPU may let the pipeline move its hidden state device to device: the hidden
+  // state lives in the shard's own device residual buffer, and the calls below run on it there.
+  // Defaults: not supported (a CPU shard), and the host-memory calls above are used instead.
+  virtual bool has_device_hidden() const { return false; }
+  // cuda:N of the shard, and the GPU's UUID (all zero when unknown); -1 for a host shard.
+  virtual int device_ordinal() const { return -1; }
+  virtual std::array<uint8_t, 16> device_uuid() const { return {}; }
+  // The device buffer holding [n_tokens, hidden] f32, sized (grown) for n_tokens: valid until
+  // the next call on this shard. Its contents are the next forward_layers_device's input.
+  virtual float* device_hidden(int /*n_tokens*/) { throw InvalidArgument(no_device_hidden()); }
+  // forward_layers over the first batch.total_tokens() rows of the device buffer, in place;
+  // returns when the result is there (the shard's stream is synchronised).
+  virtual void forward_layers_device(const BatchView& /*batch*/) { throw InvalidArgument(no_device_hidden()); }
+  // Copies between host floats and the device buffer's first n_tokens rows (synchronous).
+  virtual void hidden_to_device(const float* /*hidden*/, int /*n_tokens*/) { throw InvalidArgument(no_device_hidden()); }
+  virtual void hidden_to_host(float* /*hidden*/, int /*n_tokens*/) { throw InvalidArgument(no_device_hidden()); }
+
+ private:
+  std::string no_device_hidden() const { return device_name() + ": this shard keeps hidden states in host memory"; }
+  // ---- end device-resident hidden state ----
 };
 
 }  // namespace jarvis

@@ -1,8 +1,11 @@
 #include "transport/nccl/nccl_link.h"
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
+
+#include "transport/nccl/device_link.h"
 
 namespace jarvis::transport {
 namespace {
@@ -39,7 +42,14 @@ NcclLink::NcclLink(Link& control, int rank, int device, cudaStream_t stream, std
     JARVIS_NCCL_CHECK(ncclGetUniqueId(&id));
     control_.send(MessageType::kData, 0, &id, sizeof(id));
   } else {
+    // The control link may be a ring link that also carries RTT probes: only data is the id.
     Message m = control_.recv(timeout_);
+    const auto deadline = Clock::now() + timeout_;
+    while (m.type != MessageType::kData) {
+      const auto left = deadline - Clock::now();
+      if (left <= Clock::duration::zero()) throw LinkTimeout("NcclLink: no unique id from rank 0");
+      m = control_.recv(left);
+    }
     if (m.payload.size() != sizeof(id)) throw FrameError("NcclLink: bad unique id from rank 0");
     std::memcpy(&id, m.payload.data(), sizeof(id));
   }
@@ -74,6 +84,18 @@ NcclLink::Received NcclLink::recv(void* device_data, size_t capacity, std::chron
   return {m.tag, a.bytes};
 }
 
+void NcclLink::post_send(const void* device_data, size_t bytes) {
+  if (aborted_) throw LinkBroken("NcclLink: communicator aborted");
+  JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  JARVIS_NCCL_CHECK(ncclSend(device_data, bytes, ncclUint8, 1 - rank_, comm_, stream_));
+}
+
+void NcclLink::post_recv(void* device_data, size_t bytes) {
+  if (aborted_) throw LinkBroken("NcclLink: communicator aborted");
+  JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  JARVIS_NCCL_CHECK(ncclRecv(device_data, bytes, ncclUint8, 1 - rank_, comm_, stream_));
+}
+
 void NcclLink::synchronize() {
   const auto deadline = Clock::now() + timeout_;
   for (;;) {
@@ -92,6 +114,77 @@ void NcclLink::synchronize() {
     }
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
+}
+
+namespace {
+
+// DeviceLink over NcclLink, with a stream of its own. Every call waits for its transfer, so the
+// caller's compute stream and this one are ordered by the host (the shard synchronises its
+// stream before handing the buffer over).
+class NcclDeviceLink final : public DeviceLink {
+ public:
+  NcclDeviceLink(Link& control, int rank, int device, std::chrono::nanoseconds timeout)
+      : stream_(make_stream(device)), link_(make_link(control, rank, device, timeout)) {}
+  ~NcclDeviceLink() override {
+    link_.reset();  // the communicator before the stream it uses
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  void send(const void* device_data, size_t bytes) override {
+    if (bytes == 0) return;
+    guard([&] {
+      link_->post_send(device_data, bytes);
+      link_->synchronize();
+    });
+  }
+  void recv(void* device_data, size_t bytes) override {
+    if (bytes == 0) return;
+    guard([&] {
+      link_->post_recv(device_data, bytes);
+      link_->synchronize();
+    });
+  }
+
+ private:
+  static cudaStream_t make_stream(int device) {
+    JARVIS_CUDA_CHECK(cudaSetDevice(device));
+    cudaStream_t s = nullptr;
+    JARVIS_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    return s;
+  }
+  std::unique_ptr<NcclLink> make_link(Link& control, int rank, int device, std::chrono::nanoseconds timeout) {
+    try {
+      return std::make_unique<NcclLink>(control, rank, device, stream_, timeout);
+    } catch (...) {
+      cudaStreamDestroy(stream_);
+      stream_ = nullptr;
+      throw;
+    }
+  }
+  // Any failure of a transfer (an NCCL or CUDA error as well as a timeout) leaves the link
+  // unusable: it is reported as LinkBroken, like a broken UCX link.
+  template <typename F>
+  void guard(F&& f) {
+    try {
+      f();
+    } catch (const LinkBroken&) {
+      throw;
+    } catch (const TransportError& e) {
+      throw LinkBroken(std::string("NCCL transfer: ") + e.what());
+    }
+  }
+
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<NcclLink> link_;
+};
+
+}  // namespace
+
+bool nccl_device_link_built() { return true; }
+
+std::unique_ptr<DeviceLink> make_nccl_device_link(Link& control, int rank, int device,
+                                                  std::chrono::nanoseconds timeout) {
+  return std::make_unique<NcclDeviceLink>(control, rank, device, timeout);
 }
 
 }  // namespace jarvis::transport

@@ -39,6 +39,12 @@ class NcclLink {
   // ncclRecv into `device_data`; the data is there after synchronize().
   Received recv(void* device_data, size_t capacity, std::chrono::nanoseconds timeout);
 
+  // Enqueue a transfer of exactly `bytes` with no announcement on the control link: for callers
+  // whose own records on that link already say what follows (the pipeline ring's kStep header).
+  // Call synchronize() before reusing the buffer or reading the data.
+  void post_send(const void* device_data, size_t bytes);
+  void post_recv(void* device_data, size_t bytes);
+
   // Waits for the stream's queued transfers; a transfer not done within the timeout, or an NCCL
   // asynchronous error, aborts the communicator and throws LinkBroken.
   void synchronize();

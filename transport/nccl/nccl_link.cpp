@@ -53,13 +53,48 @@ NcclLink::NcclLink(Link& control, int rank, int device, cudaStream_t stream, std
     if (m.payload.size() != sizeof(id)) throw FrameError("NcclLink: bad unique id from rank 0");
     std::memcpy(&id, m.payload.data(), sizeof(id));
   }
-  JARVIS_NCCL_CHECK(ncclCommInitRank(&comm_, 2, id, rank_));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  JARVIS_NCCL_CHECK(ncclCommInitRankConfig(&comm_, 2, id, rank_, &config));
+  wait_ready("communicator setup");
+}
+
+void NcclLink::abort_and_throw(const std::string& why) {
+  aborted_ = true;
+  if (comm_ != nullptr) ncclCommAbort(comm_);
+  comm_ = nullptr;
+  throw LinkBroken("NcclLink: " + why);
+}
+
+void NcclLink::wait_ready(const char* what) {
+  const auto deadline = Clock::now() + timeout_;
+  for (;;) {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t r = ncclCommGetAsyncError(comm_, &state);
+    if (r != ncclSuccess) abort_and_throw(std::string(what) + ": " + ncclGetErrorString(r));
+    if (state == ncclSuccess) return;
+    if (state != ncclInProgress) abort_and_throw(std::string(what) + " failed: " + ncclGetErrorString(state));
+    if (Clock::now() > deadline) abort_and_throw(std::string(what) + " timed out (peer gone?)");
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
 }
 
 NcclLink::~NcclLink() {
   if (comm_ == nullptr) return;
-  if (aborted_) ncclCommAbort(comm_);
-  else ncclCommDestroy(comm_);
+  if (aborted_) {
+    ncclCommAbort(comm_);
+    return;
+  }
+  // A non-blocking communicator finalises asynchronously: wait for it within the timeout (a
+  // peer that is gone cannot answer), else abort instead of hanging here.
+  const auto deadline = Clock::now() + timeout_;
+  ncclResult_t state = ncclCommFinalize(comm_);
+  while (state == ncclInProgress && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    if (ncclCommGetAsyncError(comm_, &state) != ncclSuccess) state = ncclInternalError;
+  }
+  if (state == ncclSuccess) ncclCommDestroy(comm_);
+  else ncclCommAbort(comm_);
 }
 
 void NcclLink::send(uint32_t tag, const void* device_data, size_t bytes) {
@@ -68,6 +103,7 @@ void NcclLink::send(uint32_t tag, const void* device_data, size_t bytes) {
   control_.send(MessageType::kData, tag, &a, sizeof(a));
   JARVIS_CUDA_CHECK(cudaSetDevice(device_));
   JARVIS_NCCL_CHECK(ncclSend(device_data, bytes, ncclUint8, 1 - rank_, comm_, stream_));
+  wait_ready("ncclSend");  // enqueued on the stream once ready: synchronize() may then query it
 }
 
 NcclLink::Received NcclLink::recv(void* device_data, size_t capacity, std::chrono::nanoseconds timeout) {
@@ -81,6 +117,7 @@ NcclLink::Received NcclLink::recv(void* device_data, size_t capacity, std::chron
                      std::to_string(capacity));
   JARVIS_CUDA_CHECK(cudaSetDevice(device_));
   JARVIS_NCCL_CHECK(ncclRecv(device_data, a.bytes, ncclUint8, 1 - rank_, comm_, stream_));
+  wait_ready("ncclRecv");
   return {m.tag, a.bytes};
 }
 
@@ -88,12 +125,14 @@ void NcclLink::post_send(const void* device_data, size_t bytes) {
   if (aborted_) throw LinkBroken("NcclLink: communicator aborted");
   JARVIS_CUDA_CHECK(cudaSetDevice(device_));
   JARVIS_NCCL_CHECK(ncclSend(device_data, bytes, ncclUint8, 1 - rank_, comm_, stream_));
+  wait_ready("ncclSend");  // enqueued on the stream once ready: synchronize() may then query it
 }
 
 void NcclLink::post_recv(void* device_data, size_t bytes) {
   if (aborted_) throw LinkBroken("NcclLink: communicator aborted");
   JARVIS_CUDA_CHECK(cudaSetDevice(device_));
   JARVIS_NCCL_CHECK(ncclRecv(device_data, bytes, ncclUint8, 1 - rank_, comm_, stream_));
+  wait_ready("ncclRecv");
 }
 
 void NcclLink::synchronize() {
@@ -105,13 +144,10 @@ void NcclLink::synchronize() {
     ncclResult_t async = ncclSuccess;
     JARVIS_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
     // A peer that died mid-transfer leaves NCCL spinning forever; abort rather than hang.
-    if ((async != ncclSuccess && async != ncclInProgress) || Clock::now() > deadline) {
-      aborted_ = true;
-      ncclCommAbort(comm_);
-      comm_ = nullptr;
-      throw LinkBroken(std::string("NcclLink: transfer ") +
-                       (async != ncclSuccess ? std::string("failed: ") + ncclGetErrorString(async) : "timed out"));
+    if (async != ncclSuccess && async != ncclInProgress) {
+      abort_and_throw(std::string("transfer failed: ") + ncclGetErrorString(async));
     }
+    if (Clock::now() > deadline) abort_and_throw("transfer timed out (peer gone?)");
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
 }

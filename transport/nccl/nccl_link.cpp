@@ -1,5 +1,6 @@
 #include "transport/nccl/nccl_link.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -85,9 +86,9 @@ NcclLink::~NcclLink() {
     ncclCommAbort(comm_);
     return;
   }
-  // A non-blocking communicator finalises asynchronously: wait for it within the timeout (a
-  // peer that is gone cannot answer), else abort instead of hanging here.
-  const auto deadline = Clock::now() + timeout_;
+  // A non-blocking communicator finalises asynchronously: wait a little for it (a peer that is
+  // gone cannot answer; shutting down should not wait out a transfer timeout), else abort.
+  const auto deadline = Clock::now() + std::min<std::chrono::nanoseconds>(timeout_, std::chrono::seconds(5));
   ncclResult_t state = ncclCommFinalize(comm_);
   while (state == ncclInProgress && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::microseconds(50));

@@ -44,18 +44,18 @@ class ShardForward {
   // cuda:N of the shard, and the GPU's UUID (all zero when unknown); -1 for a host shard.
   virtual int device_ordinal() const { return -1; }
   virtual std::array<uint8_t, 16> device_uuid() const { return {}; }
-  // The device buffer holding [n_tokens, hidden] f32, sized (grown) for n_tokens: valid until
-  // the next call on this shard. Its contents are the next forward_layers_device's input.
-  virtual float* device_hidden(int /*n_tokens*/) { throw InvalidArgument(no_device_hidden()); }
+  // The device buffer of [n_tokens, hidden] f32, grown to hold n_tokens rows first: the input of
+  // the next forward_layers_device. Valid until a call on this shard needs more rows.
+  virtual float* device_hidden(int /*n_tokens*/) { no_device_hidden(); }
   // forward_layers over the first batch.total_tokens() rows of the device buffer, in place;
   // returns when the result is there (the shard's stream is synchronised).
-  virtual void forward_layers_device(const BatchView& /*batch*/) { throw InvalidArgument(no_device_hidden()); }
+  virtual void forward_layers_device(const BatchView& /*batch*/) { no_device_hidden(); }
   // Copies between host floats and the device buffer's first n_tokens rows (synchronous).
-  virtual void hidden_to_device(const float* /*hidden*/, int /*n_tokens*/) { throw InvalidArgument(no_device_hidden()); }
-  virtual void hidden_to_host(float* /*hidden*/, int /*n_tokens*/) { throw InvalidArgument(no_device_hidden()); }
-
- private:
-  std::string no_device_hidden() const { return device_name() + ": this shard keeps hidden states in host memory"; }
+  virtual void hidden_to_device(const float* /*hidden*/, int /*n_tokens*/) { no_device_hidden(); }
+  virtual void hidden_to_host(float* /*hidden*/, int /*n_tokens*/) { no_device_hidden(); }
+  [[noreturn]] void no_device_hidden() const {
+    throw InvalidArgument(device_name() + ": this shard keeps hidden states in host memory");
+  }
   // ---- end device-resident hidden state ----
 };
 

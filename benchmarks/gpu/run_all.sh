@@ -79,6 +79,12 @@ if [ -z "${JARVIS_GPU_DIRECT:-}" ] && cmake -S "$ROOT" -B "$BUILD" -G "$GEN" -DC
     else
       echo "jarvis-serve/jarvis-bench did not build (missing cpp-httplib?): serving benchmark skipped"
     fi
+    # NCCL: the link itself and stage workers with NCCL between them (their tests skip, saying
+    # so, with fewer than two GPUs). Built apart so a missing NCCL loses only these.
+    if ! cmake --build "$BUILD" -j "$JOBS" --target jarvis_gpu_transport_tests jarvis_gpu_pipeline_tests \
+         >"$RES/build_nccl.log" 2>&1; then
+      echo "NCCL GPU tests did not build (tail of build_nccl.log):"; tail -20 "$RES/build_nccl.log"; status=1
+    fi
   else
     echo "CMake build FAILED (tail of build.log):"; tail -40 "$RES/build.log"; status=1
   fi

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -85,6 +86,8 @@ CudaModel::CudaModel(const Model& model, const CudaShardOptions& options)
   JARVIS_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
   device_name_ = "cuda:" + std::to_string(device_) + " (" + prop.name + ", " + gpu_dtype_name(options.dtype) + ")";
   num_sms_ = prop.multiProcessorCount;
+  static_assert(sizeof(prop.uuid.bytes) == 16, "a CUDA UUID is 16 bytes");
+  std::memcpy(uuid_.data(), prop.uuid.bytes, uuid_.size());
 
   weights_ = upload_weights(config_, shard_, model.weights(), dtype_, stream_.get());
   const std::vector<double>& inv_freq = model.rope_inv_freq();
@@ -368,6 +371,57 @@ void CudaModel::compute_logits(const float* hidden, int n_rows, float* logits) {
   JARVIS_CUDA_CHECK(cudaMemcpyAsync(logits, logits_.get(), rows * vocab * sizeof(float), cudaMemcpyDeviceToHost, st));
   stream_.synchronize();
 }
+
+// ---- Device-resident hidden state (ShardForward's block; NCCL between GPU ranks) ----
+
+float* CudaModel::device_hidden(int n_tokens) {
+  if (n_tokens < 0) throw InvalidArgument("device_hidden: negative token count");
+  std::lock_guard<std::mutex> lock(mu_);
+  JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  // Grown here, before the caller fills it: plan_step's reserve is then a no-op that keeps it.
+  reserve(std::max(n_tokens, 1));
+  return hidden_.as<float>();
+}
+
+void CudaModel::forward_layers_device(const BatchView& batch) {
+  std::lock_guard<std::mutex> lock(mu_);
+  JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  const int reserved = reserved_tokens_;
+  const int n = plan_step(batch);
+  if (n == 0) return;
+  // A larger step than device_hidden() was sized for would have found its input reallocated away.
+  if (n > reserved) {
+    throw InvalidArgument("forward_layers_device: step of " + std::to_string(n) + " tokens, the device buffer holds " +
+                          std::to_string(reserved) + " (device_hidden(n) first)");
+  }
+  cudaStream_t st = stream_.get();
+  JARVIS_CUDA_CHECK(cuda::rope_cos_sin(positions_.as<int32_t>(), inv_freq_.as<double>(), cos_sin_.as<float>(), n,
+                                       config_.rope_dim / 2, st));
+  for (int l = 0; l < n_layers(); ++l) layer_forward(l, n);
+  stream_.synchronize();
+}
+
+void CudaModel::hidden_to_device(const float* hidden, int n_tokens) {
+  if (n_tokens <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  reserve(n_tokens);
+  const size_t bytes = static_cast<size_t>(n_tokens) * config_.hidden * sizeof(float);
+  JARVIS_CUDA_CHECK(cudaMemcpyAsync(hidden_.get(), hidden, bytes, cudaMemcpyHostToDevice, stream_.get()));
+  stream_.synchronize();
+}
+
+void CudaModel::hidden_to_host(float* hidden, int n_tokens) {
+  if (n_tokens <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (n_tokens > reserved_tokens_) throw InvalidArgument("hidden_to_host: more rows than the device buffer holds");
+  JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  const size_t bytes = static_cast<size_t>(n_tokens) * config_.hidden * sizeof(float);
+  JARVIS_CUDA_CHECK(cudaMemcpyAsync(hidden, hidden_.get(), bytes, cudaMemcpyDeviceToHost, stream_.get()));
+  stream_.synchronize();
+}
+
+// ---- end device-resident hidden state ----
 
 bool cuda_backend_built() { return true; }
 

@@ -16,6 +16,7 @@
 // hidden states and logits out) and for the step metadata (positions, block tables).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -46,6 +47,16 @@ class CudaModel : public ShardForward {
   void embed(const int32_t* tokens, int n, float* hidden) override;
   void forward_layers(const BatchView& batch, float* hidden) override;
   void compute_logits(const float* hidden, int n_rows, float* logits) override;
+
+  // ---- Device-resident hidden state (ShardForward's block; NCCL between GPU ranks) ----
+  bool has_device_hidden() const override { return true; }
+  int device_ordinal() const override { return device_; }
+  std::array<uint8_t, 16> device_uuid() const override { return uuid_; }
+  float* device_hidden(int n_tokens) override;
+  void forward_layers_device(const BatchView& batch) override;
+  void hidden_to_device(const float* hidden, int n_tokens) override;
+  void hidden_to_host(float* hidden, int n_tokens) override;
+  // ---- end device-resident hidden state ----
 
   size_t weight_bytes() const { return weights_.bytes; }
   size_t kv_bytes() const { return kv_.bytes(); }
@@ -105,6 +116,7 @@ class CudaModel : public ShardForward {
   int device_ = 0;
   std::string device_name_;
   int num_sms_ = 0;
+  std::array<uint8_t, 16> uuid_{};  // cudaDeviceProp::uuid: tells two ranks on one GPU apart from two GPUs
 
   CudaStream stream_;
   CublasHandle cublas_;

@@ -6,6 +6,7 @@
 // made through make_cuda_shard in csrc/model/device.h).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -48,6 +49,27 @@ class ShardForward {
     (void)hidden, (void)requests, (void)out;
     throw InvalidArgument("this shard (" + device_name() + ") does not sample on its device");
   }
+  // ---- Device-resident hidden state (NCCL between GPU ranks: engine/pipeline/device_hop.h) ----
+  // A shard on a GPU may let the pipeline move its hidden state device to device: the hidden
+  // state lives in the shard's own device residual buffer, and the calls below run on it there.
+  // Defaults: not supported (a CPU shard), and the host-memory calls above are used instead.
+  virtual bool has_device_hidden() const { return false; }
+  // cuda:N of the shard, and the GPU's UUID (all zero when unknown); -1 for a host shard.
+  virtual int device_ordinal() const { return -1; }
+  virtual std::array<uint8_t, 16> device_uuid() const { return {}; }
+  // The device buffer of [n_tokens, hidden] f32, grown to hold n_tokens rows first: the input of
+  // the next forward_layers_device. Valid until a call on this shard needs more rows.
+  virtual float* device_hidden(int /*n_tokens*/) { no_device_hidden(); }
+  // forward_layers over the first batch.total_tokens() rows of the device buffer, in place;
+  // returns when the result is there (the shard's stream is synchronised).
+  virtual void forward_layers_device(const BatchView& /*batch*/) { no_device_hidden(); }
+  // Copies between host floats and the device buffer's first n_tokens rows (synchronous).
+  virtual void hidden_to_device(const float* /*hidden*/, int /*n_tokens*/) { no_device_hidden(); }
+  virtual void hidden_to_host(float* /*hidden*/, int /*n_tokens*/) { no_device_hidden(); }
+  [[noreturn]] void no_device_hidden() const {
+    throw InvalidArgument(device_name() + ": this shard keeps hidden states in host memory");
+  }
+  // ---- end device-resident hidden state ----
 };
 
 }  // namespace jarvis

@@ -146,7 +146,11 @@ void decode_step(Reader& r, StageRecord& rec, const StageLimits& lim) {
 
   const int n_rows = checked_count(r.u32("n_rows"), 0, n_tokens, "n_rows");
   const uint32_t form = r.u32("form");
-  if (form > static_cast<uint32_t>(StageForm::kLogits)) bad("step form " + std::to_string(form));
+  if (form > static_cast<uint32_t>(StageForm::kDevice)) bad("step form " + std::to_string(form));
+  rec.device_payload = form == static_cast<uint32_t>(StageForm::kDevice);
+  if (rec.device_payload && !lim.device_payload) {
+    bad("hidden state on a device link, but this rank agreed to none on its input (NCCL hop set up on one end only?)");
+  }
   rec.trimmed = form == static_cast<uint32_t>(StageForm::kTrimmed);
   rec.has_logits = form == static_cast<uint32_t>(StageForm::kLogits);
   rec.rows.resize(static_cast<size_t>(n_rows));
@@ -173,6 +177,11 @@ void decode_step(Reader& r, StageRecord& rec, const StageLimits& lim) {
     rec.logits.resize(static_cast<size_t>(n_rows) * vocab);
     const uint8_t* src = r.take(logits_bytes, "logits");
     if (logits_bytes > 0) std::memcpy(rec.logits.data(), src, logits_bytes);
+    return;
+  }
+  if (rec.device_payload) {
+    if (r.left() != 0) bad("device-form step carries " + std::to_string(r.left()) + " payload bytes");
+    rec.hidden_offset = r.pos();
     return;
   }
   const size_t hidden_rows = static_cast<size_t>(rec.trimmed ? n_rows : n_tokens);
@@ -264,6 +273,11 @@ std::vector<uint8_t> encode_stage_logits(uint64_t step_id, uint32_t micro_batch,
   return w.take();
 }
 
+std::vector<uint8_t> encode_stage_step_device(uint64_t step_id, uint32_t micro_batch, const BatchView& batch,
+                                              int hidden_size, int page_size, const std::vector<int>& rows) {
+  return write_step(step_id, micro_batch, batch, hidden_size, page_size, rows, StageForm::kDevice, 0).take();
+}
+
 std::vector<uint8_t> encode_stage_free(uint64_t step_id, const std::vector<int64_t>& seq_ids) {
   Writer w(kStageHeaderBytes + 4 + 8 * seq_ids.size());
   write_header(w, StageKind::kFree, step_id);
@@ -294,6 +308,12 @@ std::vector<uint8_t> encode_stage_hello(uint64_t step_id, const StageHello& h) {
     w.u32(static_cast<uint32_t>(first));
     w.u32(static_cast<uint32_t>(end));
   }
+  if (h.devices.size() > h.ranges.size()) throw InvalidArgument("stage hello: more devices than ranks");
+  std::vector<uint8_t> devices;
+  for (size_t i = 0; i < h.ranges.size(); ++i) {
+    append_stage_device(devices, i < h.devices.size() ? h.devices[i] : StageDevice{});
+  }
+  w.bytes(devices.data(), devices.size());
   return w.take();
 }
 
@@ -378,6 +398,9 @@ StageRecord decode_stage_record(const uint8_t* data, size_t size, const StageLim
         const int end = checked_count(r.u32("end_layer"), first, h.n_layers, "end_layer");
         h.ranges.emplace_back(first, end);
       }
+      size_t pos = r.pos();
+      for (int i = 0; i < n; ++i) h.devices.push_back(read_stage_device(data, size, &pos));
+      r.take(pos - r.pos(), "devices");
       break;
     }
     case static_cast<uint16_t>(StageKind::kStats): {

@@ -24,19 +24,23 @@
 //               only those rows, and a prefill chunk is mostly rows nobody reads;
 //             2 (logits): vocab u32, then logits f32[n_rows, vocab] -- back from a last rank that
 //               holds the tail; vocab must equal the receiver's (StageLimits::vocab, 0 = the
-//               receiver takes no logits, so a logits record reaching a worker is an error).
+//               receiver takes no logits, so a logits record reaching a worker is an error);
+//             3 (device): nothing -- hidden f32[n_tokens, hidden] follows on this hop's NCCL
+//               link (device_hop.h), device to device; only a rank that agreed to NCCL on its
+//               input link accepts it (StageLimits::device_payload).
 //           (The u32 after n_rows was a 0/1 `trimmed` flag before version 3.)
 //   kFree:  count u32, seq ids i64[count]
 //   kError: length u32, UTF-8 text[length]
 //   kHello: n_layers u32, hidden u32, num_blocks u32, page_size u32, tail u32 (ring position + 1
 //           of the rank holding the tail so far, 0 = none yet), count u32,
-//           then count x (first_layer u32, end_layer u32): the ranks passed so far, in ring order
+//           then count x (first_layer u32, end_layer u32): the ranks passed so far, in ring order,
+//           then count x a device entry (device_hop.h: flags, ordinal, uuid, host), same order
 //   kStats: count u32, then count x 112-byte entries, one per worker passed so far in ring order:
 //           rank u32, first_layer u32, end_layer u32, reserved u32 (0), then u64 each: steps,
 //           tokens, busy_ns, wall_ns, sent_messages, sent_bytes (output link), received_messages,
 //           received_bytes (input link), rtt_samples, rtt_last_ns, rtt_min_ns, rtt_smoothed_ns
 //           (output link). Version 2 added kStats; version 3 the logits form of kStep and the
-//           hello's tail field.
+//           hello's tail field, version 4 the device form of kStep and the hello's devices.
 // The record fills its message exactly: trailing bytes are an error like missing ones.
 #pragma once
 
@@ -48,11 +52,12 @@
 
 #include "csrc/model/kv_cache.h"
 #include "csrc/util/error.h"
+#include "engine/pipeline/device_hop.h"
 
 namespace jarvis {
 
 inline constexpr uint32_t kStageMagic = 0x4d53504au;  // "JPSM" read as little-endian bytes
-inline constexpr uint16_t kStageVersion = 3;
+inline constexpr uint16_t kStageVersion = 4;
 inline constexpr uint32_t kStageDtypeF32 = 1;
 inline constexpr size_t kStageHeaderBytes = 16;
 
@@ -77,10 +82,11 @@ struct StageLimits {
   int max_error_bytes = 1 << 16;
   int max_stats_ranks = 1 << 12;  // entries in a kStats record
   int vocab = 0;  // a kStep in logits form must have exactly this vocabulary; 0: none is accepted
+  bool device_payload = false;  // a kStep in device form is accepted (this rank has NCCL on its input)
 };
 
 // What a kStep record's payload holds (the u32 after n_rows on the wire).
-enum class StageForm : uint32_t { kHidden = 0, kTrimmed = 1, kLogits = 2 };
+enum class StageForm : uint32_t { kHidden = 0, kTrimmed = 1, kLogits = 2, kDevice = 3 };
 
 // The ring's shape as a kHello record has seen it so far.
 struct StageHello {
@@ -90,6 +96,9 @@ struct StageHello {
   int page_size = 0;
   int tail_rank = -1;  // ring position of the rank holding the tail (final norm + lm_head); -1: none yet
   std::vector<std::pair<int, int>> ranges;  // [first_layer, end_layer) per rank, ring order
+  // Per rank, ring order. May be shorter than `ranges` when encoding (rank 0 states none): the
+  // missing entries at the end are sent as host devices. Decoded: exactly one per range.
+  std::vector<StageDevice> devices;
 };
 
 // One rank's counters in a kStats record, all cumulative since the rank started serving steps.
@@ -118,6 +127,7 @@ struct StageRecord {
   std::vector<int> rows;       // token indices rank 0 computes logits for, ascending
   bool trimmed = false;        // hidden holds only `rows` (after the last rank)
   bool has_logits = false;     // logits form: `logits` holds [rows.size(), vocab], `hidden` is empty
+  bool device_payload = false; // device form: the hidden state comes over NCCL, `hidden` is empty
   int vocab = 0;
   std::vector<float> hidden;   // [trimmed ? rows.size() : batch.total_tokens(), hidden_size]
   std::vector<float> logits;   // [rows.size(), vocab] when has_logits
@@ -143,6 +153,10 @@ std::vector<uint8_t> encode_stage_step(uint64_t step_id, uint32_t micro_batch, c
 std::vector<uint8_t> encode_stage_logits(uint64_t step_id, uint32_t micro_batch, const BatchView& batch,
                                          int hidden_size, int page_size, const std::vector<int>& rows,
                                          const float* logits, int vocab);
+// The device form: a kStep whose [batch.total_tokens(), hidden_size] hidden state the sender
+// passes over the hop's NCCL link right after this record.
+std::vector<uint8_t> encode_stage_step_device(uint64_t step_id, uint32_t micro_batch, const BatchView& batch,
+                                              int hidden_size, int page_size, const std::vector<int>& rows);
 std::vector<uint8_t> encode_stage_free(uint64_t step_id, const std::vector<int64_t>& seq_ids);
 std::vector<uint8_t> encode_stage_error(uint64_t step_id, const std::string& text);
 std::vector<uint8_t> encode_stage_hello(uint64_t step_id, const StageHello& hello);

@@ -1,5 +1,7 @@
 #include "engine/pipeline/stage_worker.h"
 
+#include <unistd.h>
+
 #include <cstring>
 #include <exception>
 #include <optional>
@@ -25,6 +27,7 @@ StageWorker::StageWorker(const Model& model, int num_blocks, int page_size, int 
   limits_.hidden = model.config().hidden;
   limits_.num_blocks = num_blocks;
   limits_.page_size = page_size;
+  init_device();
 }
 
 StageWorker::StageWorker(ShardForward& shard)
@@ -35,6 +38,118 @@ StageWorker::StageWorker(ShardForward& shard)
   limits_.hidden = shard.config().hidden;
   limits_.num_blocks = shard.num_blocks();
   limits_.page_size = shard.page_size();
+  init_device();
+}
+
+void StageWorker::init_device() {
+  device_.cuda = shard_.has_device_hidden();
+  device_.ordinal = device_.cuda ? shard_.device_ordinal() : -1;
+  if (device_.cuda) device_.uuid = shard_.device_uuid();
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) == 0) device_.host = host;
+  set_nccl(nccl_enabled_by_env());  // JARVIS_NCCL=0: the host path, for debugging
+}
+
+void StageWorker::setup_input_hop(Link& in, const StageHello& hello) {
+  const int position = static_cast<int>(hello.ranges.size());  // this rank's ring position
+  if (position < 2) return;                                     // upstream is rank 0: host path
+  // The upstream worker waits for this answer (setup_output_hop) before deciding the same way.
+  const std::vector<uint8_t> mine = encode_stage_device(device_);
+  in.send(MessageType::kData, kDeviceTag, mine.data(), mine.size());
+  const StageDevice& up = hello.devices.at(static_cast<size_t>(position - 1));
+  if (hop_uses_nccl(position - 1, up, device_, false)) {
+    try {
+      nccl_in_ = make_device_link_(in, 1, device_.ordinal, device_timeout_);
+    } catch (const std::exception& e) {
+      throw transport::LinkBroken("NCCL link from " + up.str() + " to " + device_.str() + ": " + e.what());
+    }
+    limits_.device_payload = true;
+  }
+}
+
+void StageWorker::setup_output_hop(Link& out, int position) {
+  if (is_last_) return;  // the next rank is rank 0: host path, and it sends no answer
+  const auto deadline = std::chrono::steady_clock::now() + device_timeout_;
+  std::optional<StageDevice> down;
+  while (!down) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero() || stop_.load()) {
+      throw transport::LinkTimeout("the next rank did not state its device after the hello");
+    }
+    std::optional<Message> m = out.try_recv(std::min<std::chrono::steady_clock::duration>(left, poll_));
+    if (!m || m->type != MessageType::kData) continue;  // pongs of the output link's RTT probes
+    if (m->tag != kDeviceTag) throw InvalidArgument("unexpected message from the next rank during the hello");
+    down = decode_stage_device(m->payload.data(), m->payload.size());
+  }
+  if (hop_uses_nccl(position, device_, *down, false)) {
+    try {
+      nccl_out_ = make_device_link_(out, 0, device_.ordinal, device_timeout_);
+    } catch (const std::exception& e) {
+      throw transport::LinkBroken("NCCL link from " + device_.str() + " to " + down->str() + ": " + e.what());
+    }
+  }
+}
+
+bool StageWorker::run_step(StageRecord& rec, Message& m, StageWorkerResult& res) {
+  if (rec.trimmed) throw InvalidArgument("a trimmed step (rows only) reached a rank with layers to run");
+  const int n = rec.batch.total_tokens();
+  const size_t h = static_cast<size_t>(rec.hidden_size);
+  const size_t bytes = static_cast<size_t>(n) * h * sizeof(float);
+  // The hidden state is on the device when it came over NCCL or will leave over NCCL.
+  const bool on_device = rec.device_payload || nccl_out_ != nullptr;
+  if (rec.device_payload) {
+    nccl_in_->recv(shard_.device_hidden(n), bytes);  // decode refused the form unless nccl_in_ is set
+  } else if (on_device) {
+    shard_.hidden_to_device(rec.hidden.data(), n);
+  }
+  const auto t_layers = std::chrono::steady_clock::now();
+  if (on_device) {
+    shard_.forward_layers_device(rec.batch);
+  } else {
+    shard_.forward_layers(rec.batch, rec.hidden.data());
+  }
+  res.stats.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_layers).count();
+  ++res.stats.steps;
+  res.stats.tokens += static_cast<uint64_t>(n);
+  if (on_device && !nccl_out_) {
+    rec.hidden.resize(static_cast<size_t>(n) * h);
+    shard_.hidden_to_host(rec.hidden.data(), n);
+  }
+  if (is_last_) {
+    // Rank 0 reads only the rows it needs logits for: send back just those (or, holding the
+    // tail, their logits; rank 0 samples from them).
+    selected_.resize(rec.rows.size() * h);
+    for (size_t i = 0; i < rec.rows.size(); ++i) {
+      std::memcpy(selected_.data() + i * h, rec.hidden.data() + static_cast<size_t>(rec.rows[i]) * h,
+                  h * sizeof(float));
+    }
+    if (is_tail_) {
+      const int vocab = shard_.config().vocab_size;
+      logits_.resize(rec.rows.size() * static_cast<size_t>(vocab));
+      const auto t1 = std::chrono::steady_clock::now();
+      if (!rec.rows.empty()) shard_.compute_logits(selected_.data(), static_cast<int>(rec.rows.size()), logits_.data());
+      res.stats.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+      m.payload = encode_stage_logits(rec.step_id, rec.micro_batch, rec.batch, rec.hidden_size, limits_.page_size,
+                                      rec.rows, logits_.data(), vocab);
+    } else {
+      m.payload = encode_stage_step(rec.step_id, rec.micro_batch, rec.batch, selected_.data(), rec.hidden_size,
+                                    limits_.page_size, rec.rows, true);
+    }
+    return false;
+  }
+  if (nccl_out_) {
+    m.payload = encode_stage_step_device(rec.step_id, rec.micro_batch, rec.batch, rec.hidden_size,
+                                         limits_.page_size, rec.rows);
+    return true;
+  }
+  if (rec.device_payload) {
+    m.payload = encode_stage_step(rec.step_id, rec.micro_batch, rec.batch, rec.hidden.data(), rec.hidden_size,
+                                  limits_.page_size, rec.rows, false);
+  } else {
+    // Only the hidden bytes change: patch them into the received record and pass it on.
+    std::memcpy(m.payload.data() + rec.hidden_offset, rec.hidden.data(), bytes);
+  }
+  return false;
 }
 
 void StageWorker::check_tail() const {
@@ -111,41 +226,16 @@ StageWorkerResult StageWorker::run(Link& in, Link& out) {
       continue;
     }
     uint64_t step_id = 0;
+    bool rows_follow = false;       // a device-form kStep: its rows go on nccl_out_ after the record
+    int follow_tokens = 0;
+    bool setup_downstream = false;  // a hello: set the output hop up once it is forwarded
+    int position = 0;
     try {
       StageRecord rec = decode_stage_record(m->payload, limits_);
       step_id = rec.step_id;
       if (rec.kind == StageKind::kStep) {
-        if (rec.trimmed) throw InvalidArgument("a trimmed step (rows only) reached a rank with layers to run");
-        const auto t0 = std::chrono::steady_clock::now();
-        shard_.forward_layers(rec.batch, rec.hidden.data());
-        res.stats.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        ++res.stats.steps;
-        res.stats.tokens += rec.hidden.size() / static_cast<size_t>(rec.hidden_size);
-        if (is_last_) {
-          // Rank 0 reads only the rows it needs logits for: send back just those (or, holding the
-          // tail, their logits; rank 0 samples from them).
-          const size_t h = static_cast<size_t>(rec.hidden_size);
-          selected_.resize(rec.rows.size() * h);
-          for (size_t i = 0; i < rec.rows.size(); ++i) {
-            std::memcpy(selected_.data() + i * h, rec.hidden.data() + static_cast<size_t>(rec.rows[i]) * h,
-                        h * sizeof(float));
-          }
-          if (is_tail_) {
-            const int vocab = shard_.config().vocab_size;
-            logits_.resize(rec.rows.size() * static_cast<size_t>(vocab));
-            const auto t1 = std::chrono::steady_clock::now();
-            if (!rec.rows.empty()) shard_.compute_logits(selected_.data(), static_cast<int>(rec.rows.size()), logits_.data());
-            res.stats.compute_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-            m->payload = encode_stage_logits(rec.step_id, rec.micro_batch, rec.batch, rec.hidden_size,
-                                             limits_.page_size, rec.rows, logits_.data(), vocab);
-          } else {
-            m->payload = encode_stage_step(rec.step_id, rec.micro_batch, rec.batch, selected_.data(),
-                                           rec.hidden_size, limits_.page_size, rec.rows, true);
-          }
-        } else {
-          // Only the hidden bytes change: patch them into the received record and pass it on.
-          std::memcpy(m->payload.data() + rec.hidden_offset, rec.hidden.data(), rec.hidden.size() * sizeof(float));
-        }
+        rows_follow = run_step(rec, *m, res);
+        follow_tokens = rec.batch.total_tokens();
       } else if (rec.kind == StageKind::kFree) {
         res.stats.frees += rec.seq_ids.size();
       } else if (rec.kind == StageKind::kStats) {
@@ -158,9 +248,18 @@ StageWorkerResult StageWorker::run(Link& in, Link& out) {
         m->payload = encode_stage_stats(rec.step_id, rec.stats);
       } else if (rec.kind == StageKind::kHello) {
         check_hello(rec.hello);
-        if (is_tail_) rec.hello.tail_rank = static_cast<int>(rec.hello.ranges.size());
+        // A new hello sets the hops up afresh, on both ends alike.
+        nccl_in_.reset();
+        nccl_out_.reset();
+        limits_.device_payload = false;
+        position = static_cast<int>(rec.hello.ranges.size());
+        setup_input_hop(in, rec.hello);
+        if (is_tail_) rec.hello.tail_rank = position;
         rec.hello.ranges.emplace_back(shard_.shard().first_layer, shard_.shard().end_layer);
+        rec.hello.devices.resize(static_cast<size_t>(position));  // rank 0's, as decoded
+        rec.hello.devices.push_back(device_);
         m->payload = encode_stage_hello(rec.step_id, rec.hello);
+        setup_downstream = true;
       }
       // kError from upstream travels on unchanged; the upstream rank then closes, ending this loop.
     } catch (const std::exception& e) {
@@ -172,6 +271,15 @@ StageWorkerResult StageWorker::run(Link& in, Link& out) {
       res.ok = false;
       res.reason = std::string("downstream link: ") + e.what();
       return res;
+    }
+    try {
+      if (rows_follow) {
+        nccl_out_->send(shard_.device_hidden(follow_tokens),
+                        static_cast<size_t>(follow_tokens) * limits_.hidden * sizeof(float));
+      }
+      if (setup_downstream) setup_output_hop(out, position);
+    } catch (const std::exception& e) {
+      return fail(step_id, std::string("downstream link: ") + e.what());
     }
   }
   res.reason = "stopped";

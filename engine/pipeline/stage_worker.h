@@ -12,20 +12,28 @@
 // (model shape, KV layout, layers not following the previous rank's) is a failure. Records are
 // handled strictly in arrival order, which is what lets rank 0 keep several micro-batches in the
 // ring: a step's K/V writes on this rank always precede the next step's reads.
+//
+// Between two GPU workers on different GPUs the hidden state of a kStep goes device to device
+// over NCCL (device_hop.h): the record still goes on the ring link, in the device form, and the
+// rows follow on an NCCL link set up over that same link when the kHello passes. Every other hop
+// (rank 0's, GPU<->CPU, two shards on one GPU, JARVIS_NCCL=0) keeps the rows in the record.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "csrc/model/model.h"
 #include "csrc/model/shard_forward.h"
+#include "engine/pipeline/device_hop.h"
 #include "engine/pipeline/stage_message.h"
 #include "kernels/cpu/thread_pool.h"
 #include "transport/link.h"
+#include "transport/nccl/device_link.h"
 
 namespace jarvis {
 
@@ -61,9 +69,39 @@ class StageWorker {
 
   const StageLimits& limits() const { return limits_; }
 
+  // This rank's device as the hello will announce it. set_nccl(false) (before run()) forces the
+  // host path on both of this rank's hops, as JARVIS_NCCL=0 does; it is on by default where the
+  // shard keeps its hidden state on a GPU and the build has NCCL.
+  const StageDevice& device() const { return device_; }
+  void set_nccl(bool enabled) {
+    nccl_wanted_ = enabled;
+    device_.nccl = enabled && device_.cuda && device_links_available_;
+  }
+  // Replaces how device links are made (default transport::make_nccl_device_link, available in
+  // a CUDA build only): for tests that run the device path without GPUs.
+  using DeviceLinkFactory = std::function<std::unique_ptr<transport::DeviceLink>(
+      transport::Link& control, int rank, int device, std::chrono::nanoseconds timeout)>;
+  void set_device_link_factory(DeviceLinkFactory factory) {
+    make_device_link_ = std::move(factory);
+    device_links_available_ = true;
+    set_nccl(nccl_wanted_);
+  }
+  // Whether the last hello set up NCCL on the input / output hop.
+  bool nccl_in() const { return nccl_in_ != nullptr; }
+  bool nccl_out() const { return nccl_out_ != nullptr; }
+  // Bounds the hello's device exchange and NCCL setup, and every NCCL transfer (a dead peer).
+  void set_device_timeout(std::chrono::milliseconds t) { device_timeout_ = t; }
+
  private:
   void check_hello(const StageHello& hello) const;  // throws InvalidArgument saying what differs
   void check_tail() const;  // no embedding; the tail only on the last rank (InvalidArgument)
+  void init_device();
+  // The hello's device exchange: the input hop when it arrives, the output hop once forwarded.
+  void setup_input_hop(transport::Link& in, const StageHello& hello);
+  void setup_output_hop(transport::Link& out, int position);
+  // One kStep: runs the layers wherever the hidden state is and fills m's payload for the next
+  // hop; returns true when the rows must follow on nccl_out_ after the record.
+  bool run_step(StageRecord& rec, transport::Message& m, StageWorkerResult& res);
 
   std::unique_ptr<cpu::ThreadPool> pool_;  // the CPU shard's (first constructor)
   std::unique_ptr<ShardForward> owned_;    // likewise
@@ -73,6 +111,12 @@ class StageWorker {
   bool is_tail_;                 // holds final norm + lm_head (last rank only): sends logits back
   std::vector<float> selected_;  // the trimmed rows
   std::vector<float> logits_;    // their logits, when is_tail_
+  StageDevice device_;
+  bool nccl_wanted_ = true;
+  bool device_links_available_ = transport::nccl_device_link_built();
+  DeviceLinkFactory make_device_link_ = transport::make_nccl_device_link;
+  std::unique_ptr<transport::DeviceLink> nccl_in_, nccl_out_;
+  std::chrono::milliseconds device_timeout_{30000};
   std::atomic<bool> stop_{false};
   std::chrono::milliseconds poll_{100};
 };

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "transport/link.h"
 
@@ -19,6 +20,8 @@ namespace jarvis::transport {
 class NcclLink {
  public:
   // Builds a two-rank communicator: rank 0 makes the NCCL unique id and sends it over `control`.
+  // The communicator is non-blocking, so a peer that never joins (or dies during setup) ends in
+  // LinkBroken after `timeout` instead of a hang in ncclCommInitRank.
   // `rank` is 0 or 1 (the two ends must differ); `device` is this rank's CUDA device. `control`
   // must outlive this object; only this object should use it meanwhile.
   NcclLink(Link& control, int rank, int device, cudaStream_t stream,
@@ -39,11 +42,22 @@ class NcclLink {
   // ncclRecv into `device_data`; the data is there after synchronize().
   Received recv(void* device_data, size_t capacity, std::chrono::nanoseconds timeout);
 
+  // Enqueue a transfer of exactly `bytes` with no announcement on the control link: for callers
+  // whose own records on that link already say what follows (the pipeline ring's kStep header).
+  // Call synchronize() before reusing the buffer or reading the data.
+  void post_send(const void* device_data, size_t bytes);
+  void post_recv(void* device_data, size_t bytes);
+
   // Waits for the stream's queued transfers; a transfer not done within the timeout, or an NCCL
   // asynchronous error, aborts the communicator and throws LinkBroken.
   void synchronize();
 
  private:
+  // Polls the communicator until its last call finished (non-blocking communicators may return
+  // ncclInProgress); an error or the timeout aborts it and throws LinkBroken.
+  void wait_ready(const char* what);
+  [[noreturn]] void abort_and_throw(const std::string& why);
+
   Link& control_;
   int rank_;
   int device_;

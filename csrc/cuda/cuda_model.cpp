@@ -421,6 +421,32 @@ void CudaModel::hidden_to_host(float* hidden, int n_tokens) {
   stream_.synchronize();
 }
 
+// Rank 0 with an NCCL hop to rank 1: the gather and scale of embed(), left in the residual
+// buffer for forward_layers_device instead of copied out (and back in again).
+void CudaModel::embed_device(const int32_t* tokens, int n) {
+  if (!shard_.has_embedding || !weights_.embedding.get()) {
+    throw InvalidArgument("embed_device: this shard does not hold the embedding");
+  }
+  for (int i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
+      throw InvalidArgument("token id " + std::to_string(tokens[i]) + " outside the vocabulary of " +
+                            std::to_string(config_.vocab_size));
+    }
+  }
+  if (n <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  reserve(n);
+  cudaStream_t st = stream_.get();
+  const int64_t rows = n, h = config_.hidden;
+  JARVIS_CUDA_CHECK(cudaMemcpyAsync(tokens_.get(), tokens, rows * sizeof(int32_t), cudaMemcpyHostToDevice, st));
+  JARVIS_CUDA_CHECK(cuda::embedding_gather(dtype_, weights_.embedding.get(), tokens_.as<int32_t>(), norm_.get(), rows,
+                                           h, config_.vocab_size, st));
+  JARVIS_CUDA_CHECK(cuda::convert(dtype_, norm_.get(), cuda::DType::kF32, hidden_.get(), rows * h,
+                                  config_.embedding_scale, st));
+  stream_.synchronize();  // tokens is the caller's host memory, read asynchronously until here
+}
+
 // ---- end device-resident hidden state ----
 
 bool cuda_backend_built() { return true; }

@@ -56,6 +56,7 @@ class CudaModel : public ShardForward {
   void forward_layers_device(const BatchView& batch) override;
   void hidden_to_device(const float* hidden, int n_tokens) override;
   void hidden_to_host(float* hidden, int n_tokens) override;
+  void embed_device(const int32_t* tokens, int n) override;  // gathered on the device, no host copy
   // ---- end device-resident hidden state ----
 
   size_t weight_bytes() const { return weights_.bytes; }

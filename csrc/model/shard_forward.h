@@ -66,6 +66,14 @@ class ShardForward {
   // Copies between host floats and the device buffer's first n_tokens rows (synchronous).
   virtual void hidden_to_device(const float* /*hidden*/, int /*n_tokens*/) { no_device_hidden(); }
   virtual void hidden_to_host(float* /*hidden*/, int /*n_tokens*/) { no_device_hidden(); }
+  // The embedding rows of tokens (as embed()) into the device buffer's first n rows: rank 0's
+  // input to forward_layers_device when its hop to rank 1 is NCCL. Needs has_embedding.
+  // Default: embed() on the host, then hidden_to_device (CudaModel gathers on the device).
+  virtual void embed_device(const int32_t* tokens, int n) {
+    std::vector<float> host(static_cast<size_t>(n > 0 ? n : 0) * static_cast<size_t>(config().hidden));
+    embed(tokens, n, host.data());
+    hidden_to_device(host.data(), n);
+  }
   [[noreturn]] void no_device_hidden() const {
     throw InvalidArgument(device_name() + ": this shard keeps hidden states in host memory");
   }

@@ -41,7 +41,7 @@ bool same_gpu(const StageDevice& a, const StageDevice& b) {
 }
 
 bool hop_uses_nccl(int from_position, const StageDevice& from, const StageDevice& to, bool to_is_rank0) {
-  if (from_position < 1 || to_is_rank0) return false;  // rank 0's hops keep the host path
+  if (from_position < 0 || to_is_rank0) return false;  // the return hop to rank 0 keeps the host path
   if (!from.cuda || !to.cuda || !from.nccl || !to.nccl) return false;
   return !same_gpu(from, to);
 }

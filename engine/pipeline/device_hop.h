@@ -7,11 +7,14 @@
 // end knows both too. Both then call hop_uses_nccl on the same two entries: the decision is a pure
 // function of them, so the ends cannot disagree.
 //
-// NCCL only between two worker ranks (ring positions >= 1: rank 0 is the user's machine and keeps
-// its UCX links, it may have no GPU at all), both on CUDA devices, both able and willing (a build
-// with NCCL, not forced to the host path by JARVIS_NCCL=0), and on different GPUs: NCCL refuses
-// one GPU twice in a communicator, and two shards on one GPU gain nothing from it. Everything else
-// uses the host path: hidden rows as floats inside the record on the ring link.
+// NCCL on the forward hops only (ring position p to p + 1, rank 0's hop to rank 1 included),
+// both ends on CUDA devices, both able and willing (a build with NCCL, not forced to the host path
+// by JARVIS_NCCL=0), and on different GPUs: NCCL refuses one GPU twice in a communicator, and two
+// shards on one GPU gain nothing from it. The return hop (last rank -> rank 0) keeps the host path:
+// it carries only the trimmed rows or their logits, a few KB, and rank 0 reads them on the host.
+// Everything else uses the host path: hidden rows as floats inside the record on the ring link.
+// Rank 0 states its device in the hello; rank 1 answers it (kDeviceTag) only when rank 0's entry
+// is NCCL-able, so a rank 0 on a CPU (or with NCCL off) exchanges nothing more than before.
 #pragma once
 
 #include <array>
@@ -42,8 +45,8 @@ inline constexpr uint32_t kDeviceTag = 0x56454444u;  // "DDEV" little-endian
 // and ordinal.
 bool same_gpu(const StageDevice& a, const StageDevice& b);
 
-// The decision for the hop from ring position `from_position` (device `from`) to the next rank
-// (device `to`, ring position from_position + 1, or 0 when `to_is_rank0`).
+// The decision for the hop from ring position `from_position` (device `from`; 0 is rank 0) to the
+// next rank (device `to`, ring position from_position + 1, or 0 when `to_is_rank0`).
 bool hop_uses_nccl(int from_position, const StageDevice& from, const StageDevice& to, bool to_is_rank0);
 
 // False when the environment forces the host path: JARVIS_NCCL set to 0, off, false or no.

@@ -45,6 +45,7 @@ PipelineRunner::PipelineRunner(Rank0Parts parts, transport::Link& to_next, trans
     throw InvalidArgument("rank 0 of a pipeline needs the embedding (the head) and the first layers");
   }
   if (options_.max_in_flight < 1) throw InvalidArgument("max_in_flight must be at least 1");
+  device_hop_ = std::make_unique<Rank0DeviceHop>(*shard_);
   limits_.hidden = shard_->config().hidden;
   if (tail_on_last_) limits_.vocab = shard_->config().vocab_size;  // the last rank sends logits back
   limits_.num_blocks = shard_->num_blocks();
@@ -140,6 +141,17 @@ void PipelineRunner::send(const std::vector<uint8_t>& record, uint32_t tag) {
   }
 }
 
+void PipelineRunner::send_device_step(const std::vector<uint8_t>& record, uint32_t tag, int n_tokens) {
+  send(record, tag);
+  // Returns once rank 1 has taken the rows (its ncclRecv), bounded by the device timeout.
+  try {
+    device_hop_->send_rows(shard_->device_hidden(n_tokens),
+                           static_cast<size_t>(n_tokens) * static_cast<size_t>(limits_.hidden) * sizeof(float));
+  } catch (const std::exception& e) {
+    broken(std::string("sending the hidden rows to rank 1 over NCCL: ") + e.what());
+  }
+}
+
 uint64_t PipelineRunner::submit(const ScheduledStep& step, std::vector<int> rows, uint32_t micro_batch) {
   std::lock_guard<std::mutex> lk(mu_);
   if (!broken_.empty()) broken(broken_);
@@ -159,8 +171,16 @@ uint64_t PipelineRunner::submit(const ScheduledStep& step, std::vector<int> rows
   hidden_.resize(static_cast<size_t>(n) * hidden);
   const BatchView batch = step.batch_view();
   const auto t0 = std::chrono::steady_clock::now();
-  shard_->embed(tokens_.data(), n, hidden_.data());
-  shard_->forward_layers(batch, hidden_.data());
+  // ---- send path: the hop to rank 1 (NCCL: the hidden state stays in the shard's device buffer) ----
+  const bool device_rows = device_hop_->nccl();
+  if (device_rows) {
+    shard_->embed_device(tokens_.data(), n);
+    shard_->forward_layers_device(batch);
+  } else {
+    shard_->embed(tokens_.data(), n, hidden_.data());
+    shard_->forward_layers(batch, hidden_.data());
+  }
+  // ---- end send path ----
   busy_ += std::chrono::steady_clock::now() - t0;
   ++steps_;
   step_tokens_ += static_cast<uint64_t>(n);
@@ -172,9 +192,15 @@ uint64_t PipelineRunner::submit(const ScheduledStep& step, std::vector<int> rows
   o.micro_batch = micro_batch;
   o.n_tokens = n;
   o.rows = std::move(rows);
-  send(encode_stage_step(o.step_id, micro_batch, batch, hidden_.data(), static_cast<int>(hidden), limits_.page_size,
-                         o.rows),
-       micro_batch);
+  if (device_rows) {
+    send_device_step(encode_stage_step_device(o.step_id, micro_batch, batch, static_cast<int>(hidden),
+                                              limits_.page_size, o.rows),
+                     micro_batch, n);
+  } else {
+    send(encode_stage_step(o.step_id, micro_batch, batch, hidden_.data(), static_cast<int>(hidden),
+                           limits_.page_size, o.rows),
+         micro_batch);
+  }
   const uint64_t id = o.step_id;
   outstanding_.push_back(std::move(o));
   ++in_flight_;
@@ -191,10 +217,16 @@ std::vector<std::pair<int, int>> PipelineRunner::handshake() {
   h.page_size = limits_.page_size;
   if (!tail_on_last_) h.tail_rank = 0;
   h.ranges.emplace_back(shard_->shard().first_layer, shard_->shard().end_layer);
+  h.devices.push_back(device_hop_->device());  // rank 1 answers it when it could take NCCL
   Outstanding o;
   o.kind = StageKind::kHello;
   o.step_id = next_step_id_++;
   send(encode_stage_hello(o.step_id, h), 0);
+  try {
+    device_hop_->setup(to_next_, from_last_, limits_);  // rank 1's answer, then NCCL where agreed
+  } catch (const std::exception& e) {
+    broken(std::string("setting up the hop to rank 1: ") + e.what());
+  }
   const StageRecord rec = receive(o);
   const auto& ranges = rec.hello.ranges;
   if (ranges.empty() || ranges.front() != h.ranges.front() || ranges.back().second != h.n_layers) {

@@ -2,7 +2,8 @@
 // hidden state to rank 1, and when the record comes back from the last rank computes logits for
 // the rows that want them (or, when the last rank holds the tail, returns the logits it sent).
 // Rank 0's compute goes through a ShardForward, so rank 0 may be on the CPU or a GPU while the
-// workers are on either (hidden states cross the links in host memory). submit() and collect()
+// workers are on either (hidden states cross the links in host memory, except on the hop to
+// rank 1 when both are GPUs NCCL can join: rank0_device_hop.h). submit() and collect()
 // are split so up to max_in_flight steps (micro-batches) can be in the ring at once: while rank 1 works on step m, rank 0 already runs
 // step m+1. The ring keeps order, so collect() always returns the oldest outstanding step.
 //
@@ -31,6 +32,7 @@
 
 #include "csrc/model/model.h"
 #include "csrc/model/shard_forward.h"
+#include "engine/pipeline/rank0_device_hop.h"
 #include "engine/pipeline/ring_stats.h"
 #include "engine/pipeline/stage_message.h"
 #include "engine/scheduler.h"
@@ -120,6 +122,19 @@ class PipelineRunner {
   // Rows of the last token of every slice that wants logits: what sampling reads.
   static std::vector<int> sample_rows(const ScheduledStep& step);
 
+  // ---- Rank 0's hop to rank 1 over NCCL (rank0_device_hop.h); call these before handshake() ----
+  // On where rank 0's shard keeps hidden state on a GPU and the build has NCCL; set_nccl(false)
+  // forces the host path (as JARVIS_NCCL=0). The factory and timeout are for tests.
+  void set_nccl(bool enabled) { device_hop_->set_nccl(enabled); }
+  void set_device_link_factory(Rank0DeviceHop::DeviceLinkFactory factory) {
+    device_hop_->set_device_link_factory(std::move(factory));
+  }
+  void set_device_timeout(std::chrono::milliseconds t) { device_hop_->set_timeout(t); }
+  const StageDevice& device() const { return device_hop_->device(); }
+  // Whether the last handshake() set NCCL up on the hop to rank 1.
+  bool nccl_out() const { return device_hop_->nccl(); }
+  // ---- end NCCL hop ----
+
   // What rank 0 computes with: the shard, and the thread pool a CPU shard borrows (else null).
   struct Rank0Parts {
     std::unique_ptr<cpu::ThreadPool> pool;
@@ -146,9 +161,13 @@ class PipelineRunner {
   // Receives the next record, checks it is `expect`'s echo, returns it decoded.
   StageRecord receive(const Outstanding& expect);
   [[noreturn]] void broken(const std::string& why);
+  // Send path of a step whose hop to rank 1 is NCCL: the header in device form on to_next_, then
+  // the rows from the shard's device buffer (PipelineError on failure).
+  void send_device_step(const std::vector<uint8_t>& record, uint32_t tag, int n_tokens);
 
   std::unique_ptr<cpu::ThreadPool> pool_;  // the CPU shard's threads; null for other devices
   std::unique_ptr<ShardForward> shard_;
+  std::unique_ptr<Rank0DeviceHop> device_hop_;  // the hop to rank 1: host path or NCCL
   transport::Link& to_next_;
   transport::Link& from_last_;
   PipelineOptions options_;

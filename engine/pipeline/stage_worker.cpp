@@ -52,11 +52,14 @@ void StageWorker::init_device() {
 
 void StageWorker::setup_input_hop(Link& in, const StageHello& hello) {
   const int position = static_cast<int>(hello.ranges.size());  // this rank's ring position
-  if (position < 2) return;                                     // upstream is rank 0: host path
-  // The upstream worker waits for this answer (setup_output_hop) before deciding the same way.
+  const StageDevice& up = hello.devices.at(static_cast<size_t>(position - 1));
+  // Rank 0 waits for an answer only when its own entry could take NCCL (PipelineRunner's
+  // Rank0DeviceHop); both ends see that entry, so they agree on whether one is sent. A rank 0 on
+  // a CPU, or with NCCL off, exchanges nothing more than the hello.
+  if (position == 1 && !(up.cuda && up.nccl)) return;
+  // The upstream rank waits for this answer (setup_output_hop) before deciding the same way.
   const std::vector<uint8_t> mine = encode_stage_device(device_);
   in.send(MessageType::kData, kDeviceTag, mine.data(), mine.size());
-  const StageDevice& up = hello.devices.at(static_cast<size_t>(position - 1));
   if (hop_uses_nccl(position - 1, up, device_, false)) {
     try {
       nccl_in_ = make_device_link_(in, 1, device_.ordinal, device_timeout_);

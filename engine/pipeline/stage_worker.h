@@ -13,10 +13,11 @@
 // handled strictly in arrival order, which is what lets rank 0 keep several micro-batches in the
 // ring: a step's K/V writes on this rank always precede the next step's reads.
 //
-// Between two GPU workers on different GPUs the hidden state of a kStep goes device to device
-// over NCCL (device_hop.h): the record still goes on the ring link, in the device form, and the
-// rows follow on an NCCL link set up over that same link when the kHello passes. Every other hop
-// (rank 0's, GPU<->CPU, two shards on one GPU, JARVIS_NCCL=0) keeps the rows in the record.
+// Between two GPU ranks on different GPUs (worker to worker, and rank 0 to rank 1) the hidden
+// state of a kStep goes device to device over NCCL (device_hop.h): the record still goes on the
+// ring link, in the device form, and the rows follow on an NCCL link set up over that same link
+// when the kHello passes. Every other hop (back to rank 0, GPU<->CPU, two shards on one GPU,
+// JARVIS_NCCL=0) keeps the rows in the record.
 #pragma once
 
 #include <atomic>

@@ -32,12 +32,25 @@ StageDevice cpu(const std::string& host = "h1") {
   return d;
 }
 
-TEST(PipelineDeviceHop, OnlyWorkerToWorkerHopsBetweenDistinctGpusUseNccl) {
+TEST(PipelineDeviceHop, OnlyForwardHopsBetweenDistinctGpusUseNccl) {
   EXPECT_TRUE(hop_uses_nccl(1, gpu(0, 1), gpu(1, 2), false));
   EXPECT_TRUE(hop_uses_nccl(2, gpu(0, 1, "a"), gpu(0, 2, "b"), false));  // same ordinal, other host
-  // Rank 0's hops keep UCX whatever the devices: out of rank 0, and back to it.
-  EXPECT_FALSE(hop_uses_nccl(0, gpu(0, 1), gpu(1, 2), false));
+  // Rank 0 -> rank 1 is a forward hop like any other; the return hop to rank 0 keeps UCX
+  // whatever the devices (it carries only trimmed rows or logits).
+  EXPECT_TRUE(hop_uses_nccl(0, gpu(0, 1), gpu(1, 2), false));
   EXPECT_FALSE(hop_uses_nccl(3, gpu(0, 1), gpu(1, 2), true));
+  EXPECT_FALSE(hop_uses_nccl(1, gpu(1, 2), gpu(0, 1), true));  // a two-rank ring's way back
+  EXPECT_FALSE(hop_uses_nccl(-1, gpu(0, 1), gpu(1, 2), false));
+  // Rank 0's rows of the table: CPU on either end, one GPU twice, NCCL off on either end.
+  EXPECT_FALSE(hop_uses_nccl(0, cpu(), gpu(1, 2), false));
+  EXPECT_FALSE(hop_uses_nccl(0, gpu(0, 1), cpu(), false));
+  EXPECT_FALSE(hop_uses_nccl(0, gpu(0, 7, "a"), gpu(1, 7, "a"), false));
+  StageDevice r0_off = gpu(0, 1), r1_off = gpu(1, 2);
+  r0_off.nccl = false;
+  r1_off.nccl = false;
+  EXPECT_FALSE(hop_uses_nccl(0, r0_off, gpu(1, 2), false));
+  EXPECT_FALSE(hop_uses_nccl(0, gpu(0, 1), r1_off, false));
+  EXPECT_TRUE(hop_uses_nccl(0, gpu(3, 1, "a"), gpu(3, 2, "b"), false));  // same ordinal, two hosts
   // A CPU on either end.
   EXPECT_FALSE(hop_uses_nccl(1, cpu(), gpu(1, 2), false));
   EXPECT_FALSE(hop_uses_nccl(1, gpu(0, 1), cpu(), false));
@@ -189,30 +202,41 @@ TEST(PipelineDeviceHop, BothEndsOfEveryHopAgree) {
   int nccl_hops = 0, host_hops = 0;
   for (int trial = 0; trial < 200; ++trial) {
     const int workers = 1 + static_cast<int>(rng() % 5);
+    // devs[0] is rank 0's (PipelineRunner states it in the hello), devs[p] worker p's.
     std::vector<StageDevice> devs;
-    for (int i = 0; i < workers; ++i) devs.push_back(pool[rng() % pool.size()]);
+    for (int i = 0; i <= workers; ++i) devs.push_back(pool[rng() % pool.size()]);
     StageHello h;
     h.n_layers = 30;
     h.hidden = 8;
     h.num_blocks = 16;
     h.page_size = 4;
     h.ranges = {{0, 1}};
+    h.devices = {devs[0]};
     std::vector<uint8_t> wire = encode_stage_hello(0, h);
+    // receiver_says[p]: worker p's decision for its input hop (p - 1 -> p), from the hello.
     std::vector<bool> receiver_says(workers + 1, false);
+    std::vector<bool> answered(workers + 1, false);
     for (int p = 1; p <= workers; ++p) {
       StageRecord r = decode_stage_record(wire, limits());
-      if (p >= 2) receiver_says[p - 1] = hop_uses_nccl(p - 1, r.hello.devices[p - 1], devs[p - 1], false);
+      const StageDevice& up = r.hello.devices[p - 1];
+      // Rank 1 answers only an NCCL-able rank 0 (stage_worker.cpp); later workers always.
+      answered[p] = p >= 2 || (up.cuda && up.nccl);
+      if (answered[p]) receiver_says[p] = hop_uses_nccl(p - 1, up, devs[p], false);
       r.hello.ranges.emplace_back(p, p + 1);
-      r.hello.devices.push_back(devs[p - 1]);
+      r.hello.devices.push_back(devs[p]);
       wire = encode_stage_hello(0, r.hello);
     }
-    for (int p = 1; p < workers; ++p) {
-      const std::vector<uint8_t> answer = encode_stage_device(devs[p]);
-      const bool sender = hop_uses_nccl(p, devs[p - 1], decode_stage_device(answer.data(), answer.size()), false);
-      EXPECT_EQ(sender, receiver_says[p]) << "hop " << p << " -> " << p + 1;
+    for (int p = 1; p <= workers; ++p) {
       const bool expected = devs[p - 1].cuda && devs[p].cuda && devs[p - 1].nccl && devs[p].nccl &&
                             devs[p - 1].uuid != devs[p].uuid;
-      EXPECT_EQ(sender, expected);
+      // The sending end decides from the answer; with none (rank 0 not NCCL-able) it keeps the host.
+      bool sender = false;
+      if (answered[p]) {
+        const std::vector<uint8_t> answer = encode_stage_device(devs[p]);
+        sender = hop_uses_nccl(p - 1, devs[p - 1], decode_stage_device(answer.data(), answer.size()), false);
+      }
+      EXPECT_EQ(sender, receiver_says[p]) << "hop " << p - 1 << " -> " << p;
+      EXPECT_EQ(sender, expected) << "hop " << p - 1 << " -> " << p;
       (sender ? nccl_hops : host_hops)++;
     }
   }

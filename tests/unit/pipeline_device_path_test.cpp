@@ -4,7 +4,10 @@
 // device_hop.h names (worker to worker, different GPUs), records in device form carry the right
 // rows, the result equals the same arithmetic done directly, and a transfer that never arrives
 // ends in a kError reaching rank 0 instead of a hang. The real NCCL version of this runs on two
-// GPUs: tests/gpu/nccl_stage_worker_test.cpp.
+// GPUs: tests/gpu/pipeline/nccl_stage_worker_test.cpp.
+// Rank 0 on a fake GPU too (PipelineRunner, rank0_device_hop.h): its hop to rank 1 takes NCCL
+// exactly where the decision table says, its logits equal the host path's and the arithmetic
+// done directly (one rank), and a lost or failed transfer is a PipelineError within the timeout.
 #include <gtest/gtest.h>
 
 #include <condition_variable>
@@ -16,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/pipeline/pipeline_runner.h"
 #include "engine/pipeline/stage_message.h"
 #include "engine/pipeline/stage_worker.h"
 #include "transport/inproc_link.h"
@@ -33,16 +37,23 @@ void apply_layers(float* x, size_t n, int first, int end) {
   }
 }
 
+// Rank 0's embedding and head, as plain formulas the tests recompute: token t's row is
+// (t - 3) / 4 + c / 2 (exact in float); logit v of a row is row[v % hidden] * (v + 1) (exact too).
+constexpr int kVocab = 16;
+float embed_value(int32_t t, int c) { return static_cast<float>(t - 3) * 0.25f + static_cast<float>(c) * 0.5f; }
+float logit_value(const float* row, int v) { return row[v % kHidden] * static_cast<float>(v + 1); }
+
 class FakeShard : public ShardForward {
  public:
-  FakeShard(int first, int end, bool gpu, uint8_t uuid) : gpu_(gpu) {
+  // rank0: holds the embedding and the head (PipelineRunner's shard), layers [0, end).
+  FakeShard(int first, int end, bool gpu, uint8_t uuid, bool rank0 = false) : gpu_(gpu) {
     config_.n_layers = kLayers;
     config_.hidden = kHidden;
-    config_.vocab_size = 16;
+    config_.vocab_size = kVocab;
     shard_.first_layer = first;
     shard_.end_layer = end;
-    shard_.has_embedding = false;
-    shard_.has_head = false;
+    shard_.has_embedding = rank0;
+    shard_.has_head = rank0;
     uuid_[3] = uuid;
   }
   const ModelConfig& config() const override { return config_; }
@@ -50,12 +61,23 @@ class FakeShard : public ShardForward {
   int num_blocks() const override { return kBlocks; }
   int page_size() const override { return kPage; }
   std::string device_name() const override { return gpu_ ? "fake-gpu" : "cpu"; }
-  void embed(const int32_t*, int, float*) override { throw InvalidArgument("no embedding"); }
+  void embed(const int32_t* t, int n, float* hidden) override {
+    if (!shard_.has_embedding) throw InvalidArgument("no embedding");
+    ++embeds;
+    for (int i = 0; i < n; ++i) {
+      for (int c = 0; c < kHidden; ++c) hidden[i * kHidden + c] = embed_value(t[i], c);
+    }
+  }
   void forward_layers(const BatchView& b, float* hidden) override {
     ++host_calls;
     apply_layers(hidden, static_cast<size_t>(b.total_tokens()) * kHidden, shard_.first_layer, shard_.end_layer);
   }
-  void compute_logits(const float*, int, float*) override { throw InvalidArgument("no head"); }
+  void compute_logits(const float* hidden, int n, float* logits) override {
+    if (!shard_.has_head) throw InvalidArgument("no head");
+    for (int r = 0; r < n; ++r) {
+      for (int v = 0; v < kVocab; ++v) logits[r * kVocab + v] = logit_value(hidden + r * kHidden, v);
+    }
+  }
 
   bool has_device_hidden() const override { return gpu_; }
   int device_ordinal() const override { return gpu_ ? 0 : -1; }
@@ -75,7 +97,7 @@ class FakeShard : public ShardForward {
     std::memcpy(h, dev_.data(), static_cast<size_t>(n) * kHidden * sizeof(float));
   }
 
-  int host_calls = 0, device_calls = 0;
+  int host_calls = 0, device_calls = 0, embeds = 0;
 
  private:
   bool gpu_;
@@ -92,6 +114,7 @@ struct Channel {
   std::condition_variable cv;
   std::deque<std::vector<uint8_t>> q;
   bool drop_next = false;  // the next send vanishes: a peer dying mid-transfer
+  bool fail_sends = false;  // sends throw LinkBroken: the transfer failed at the sender
 };
 
 std::mutex g_mu;
@@ -103,6 +126,7 @@ class MemDeviceLink : public transport::DeviceLink {
   MemDeviceLink(std::shared_ptr<Channel> c, std::chrono::nanoseconds timeout) : c_(std::move(c)), timeout_(timeout) {}
   void send(const void* data, size_t bytes) override {
     std::lock_guard<std::mutex> lk(c_->mu);
+    if (c_->fail_sends) throw transport::LinkBroken("transfer failed: peer gone");
     if (c_->drop_next) {
       c_->drop_next = false;
       return;
@@ -322,6 +346,254 @@ TEST(PipelineDevicePath, ADeviceFormRecordFromRankZeroIsRefused) {
   const StageRecord back = ring.round(encode_stage_step_device(9, 0, step_batch(0), kHidden, kPage, {0}));
   ASSERT_EQ(back.kind, StageKind::kError);
   EXPECT_NE(back.error.find("device"), std::string::npos) << back.error;
+}
+
+
+// ---- Rank 0 on a (fake) GPU: its hop to rank 1 (PipelineRunner, rank0_device_hop.h) ----
+
+// The scheduler's form of step_batch(step), with tokens.
+ScheduledStep scheduled_step(int step) {
+  ScheduledStep s;
+  const BatchView b = step_batch(step);
+  for (size_t i = 0; i < b.seqs.size(); ++i) {
+    ScheduledSeq q;
+    q.seq_id = b.seqs[i].seq_id;
+    q.start_pos = b.seqs[i].start_pos;
+    q.block_table = b.seqs[i].block_table;
+    q.sample = true;
+    for (int t = 0; t < b.seqs[i].n_tokens; ++t) q.tokens.push_back((5 * t + 3 * step + 7 * static_cast<int>(i)) % kVocab);
+    s.seqs.push_back(std::move(q));
+  }
+  return s;
+}
+
+// One rank, done directly: embedding, all layers, head, for the step's sampled rows.
+std::vector<float> reference_logits(const ScheduledStep& step) {
+  std::vector<int32_t> tokens;
+  for (const ScheduledSeq& q : step.seqs) tokens.insert(tokens.end(), q.tokens.begin(), q.tokens.end());
+  std::vector<float> out;
+  for (int row : PipelineRunner::sample_rows(step)) {
+    float x[kHidden];
+    for (int c = 0; c < kHidden; ++c) x[c] = embed_value(tokens[static_cast<size_t>(row)], c);
+    apply_layers(x, kHidden, 0, kLayers);
+    for (int v = 0; v < kVocab; ++v) out.push_back(logit_value(x, v));
+  }
+  return out;
+}
+
+struct Rank0Spec {
+  bool gpu = true;
+  uint8_t uuid = 1;
+  bool nccl = true;
+};
+
+// A PipelineRunner over a FakeShard holding layers [0, 1) in front of `ring`'s workers.
+struct Rank0 {
+  Rank0(Ring& ring, const Rank0Spec& spec, int max_in_flight = 3) {
+    auto s = std::make_unique<FakeShard>(0, 1, spec.gpu, spec.uuid, true);
+    shard = s.get();
+    PipelineOptions o;
+    o.max_in_flight = max_in_flight;
+    o.recv_timeout = std::chrono::milliseconds(10000);
+    o.stats_interval = std::chrono::milliseconds(0);
+    runner = std::make_unique<PipelineRunner>(std::move(s), *ring.to_first_, *ring.from_last_, o);
+    // Remembers the channel rank 0 makes, so a test can lose or break its transfers.
+    runner->set_device_link_factory([this](transport::Link& c, int rank, int device, std::chrono::nanoseconds t) {
+      auto link = make_mem_link(c, rank, device, t);
+      std::lock_guard<std::mutex> lk(g_mu);
+      channel = g_channels.at(g_next_key - 1);
+      return link;
+    });
+    runner->set_nccl(spec.nccl);
+    runner->set_device_timeout(std::chrono::milliseconds(500));
+  }
+  FakeShard* shard = nullptr;
+  std::shared_ptr<Channel> channel;
+  std::unique_ptr<PipelineRunner> runner;  // destroyed before the Ring it borrows links from
+};
+
+// Three steps in flight at once, then collected: logits must equal the direct arithmetic exactly
+// (every value is exact in float, so no tolerance is needed). Returns them all.
+std::vector<float> run_rank0_steps(PipelineRunner& runner) {
+  std::vector<float> all;
+  std::vector<ScheduledStep> steps;
+  for (int step = 0; step < 3; ++step) {
+    steps.push_back(scheduled_step(step));
+    runner.submit(steps.back(), PipelineRunner::sample_rows(steps.back()), static_cast<uint32_t>(step));
+  }
+  for (int step = 0; step < 3; ++step) {
+    const PipelineResult r = runner.collect();
+    EXPECT_EQ(r.micro_batch, static_cast<uint32_t>(step));
+    EXPECT_EQ(r.logits, reference_logits(steps[static_cast<size_t>(step)])) << "step " << step;
+    all.insert(all.end(), r.logits.begin(), r.logits.end());
+  }
+  return all;
+}
+
+TEST(PipelineDevicePath, RankZeroOnAGpuSendsItsRowsToRankOneOverNccl) {
+  std::vector<std::vector<float>> by_path;
+  for (const bool nccl : {true, false}) {
+    Ring ring({{1, 3, true, 2}, {3, 6, true, 3}});
+    Rank0 r0(ring, {true, 1, nccl});
+    EXPECT_TRUE(r0.runner->device().cuda);
+    EXPECT_EQ(r0.runner->device().nccl, nccl);
+    EXPECT_EQ(r0.runner->handshake(), (std::vector<std::pair<int, int>>{{0, 1}, {1, 3}, {3, 6}}));
+    EXPECT_EQ(r0.runner->nccl_out(), nccl);
+    by_path.push_back(run_rank0_steps(*r0.runner));
+    EXPECT_EQ(ring.workers_[0]->nccl_in(), nccl);  // both ends agreed
+    EXPECT_TRUE(ring.workers_[0]->nccl_out());     // worker -> worker is NCCL either way
+    // Rank 0's layers ran on its device buffer exactly when the hop is NCCL.
+    EXPECT_EQ(r0.shard->device_calls, nccl ? 3 : 0);
+    EXPECT_EQ(r0.shard->host_calls, nccl ? 0 : 3);
+    EXPECT_EQ(r0.shard->embeds, 3);
+    EXPECT_EQ(ring.shards_[0]->device_calls, 3);
+    r0.runner.reset();
+    ring.shut_down();
+    for (const StageWorkerResult& r : ring.results_) EXPECT_TRUE(r.ok) << r.reason;
+  }
+  ASSERT_EQ(by_path.size(), 2u);
+  EXPECT_FALSE(by_path[0].empty());
+  EXPECT_EQ(by_path[0], by_path[1]);  // NCCL and the host path: the same logits, bit for bit
+}
+
+TEST(PipelineDevicePath, RankZeroKeepsTheHostPathWhereTheTableSays) {
+  struct Case {
+    const char* what;
+    Rank0Spec r0;
+    WorkerSpec w1;
+  };
+  const std::vector<Case> cases = {
+      {"rank 0 on a CPU", {false, 0, true}, {1, 3, true, 2}},
+      {"rank 1 on a CPU", {true, 1, true}, {1, 3, false, 0}},
+      {"one GPU twice", {true, 5, true}, {1, 3, true, 5}},
+      {"NCCL off at rank 0", {true, 1, false}, {1, 3, true, 2}},
+      {"NCCL off at rank 1", {true, 1, true}, {1, 3, true, 2, false}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    Ring ring({c.w1, {3, 6, false, 0}});
+    Rank0 r0(ring, c.r0);
+    r0.runner->handshake();
+    EXPECT_FALSE(r0.runner->nccl_out());
+    run_rank0_steps(*r0.runner);
+    EXPECT_FALSE(ring.workers_[0]->nccl_in());
+    EXPECT_EQ(r0.shard->device_calls, 0);
+    EXPECT_EQ(r0.shard->host_calls, 3);
+  }
+}
+
+TEST(PipelineDevicePath, TwoRanksOverOneLinkTakeNcclOutAndTheHostBack) {
+  // A two-rank ring whose rank 0 and rank 1 share one bidirectional link: the answer, the NCCL
+  // setup, the device-form steps and the trimmed rows back all travel on it in order.
+  auto [r0_end, w_end] = transport::make_inproc_link_pair();
+  FakeShard w_shard(1, kLayers, true, 2);
+  StageWorker worker(w_shard);
+  worker.set_device_link_factory(make_mem_link);
+  worker.set_device_timeout(std::chrono::milliseconds(500));
+  StageWorkerResult wr;
+  std::thread t([&] { wr = worker.run(*w_end, *w_end); });
+  {
+    auto s = std::make_unique<FakeShard>(0, 1, true, 1, true);
+    FakeShard* shard = s.get();
+    PipelineOptions o;
+    o.max_in_flight = 3;
+    o.stats_interval = std::chrono::milliseconds(0);
+    PipelineRunner runner(std::move(s), *r0_end, *r0_end, o);
+    runner.set_device_link_factory(make_mem_link);
+    runner.set_device_timeout(std::chrono::milliseconds(500));
+    EXPECT_EQ(runner.handshake(), (std::vector<std::pair<int, int>>{{0, 1}, {1, kLayers}}));
+    EXPECT_TRUE(runner.nccl_out());
+    run_rank0_steps(runner);
+    EXPECT_TRUE(worker.nccl_in());
+    EXPECT_FALSE(worker.nccl_out());  // the way back to rank 0
+    EXPECT_EQ(shard->device_calls, 3);
+    EXPECT_EQ(w_shard.device_calls, 3);
+    r0_end.reset();
+  }
+  t.join();
+  EXPECT_TRUE(wr.ok) << wr.reason;
+}
+
+TEST(PipelineDevicePath, ALostTransferFromRankZeroIsAPipelineErrorWithinTheTimeout) {
+  Ring ring({{1, 3, true, 2}, {3, 6, true, 3}});
+  Rank0 r0(ring, {}, 1);
+  r0.runner->handshake();
+  ASSERT_TRUE(r0.runner->nccl_out());
+  ASSERT_NE(r0.channel, nullptr);
+  {
+    std::lock_guard<std::mutex> lk(r0.channel->mu);
+    r0.channel->drop_next = true;  // rank 1 never gets the rows
+  }
+  const ScheduledStep s = scheduled_step(0);
+  const auto t0 = std::chrono::steady_clock::now();
+  r0.runner->submit(s, PipelineRunner::sample_rows(s));
+  try {
+    r0.runner->collect();
+    ADD_FAILURE() << "collect() returned although rank 1 never got the rows";
+  } catch (const PipelineError& e) {
+    EXPECT_NE(std::string(e.what()).find("timed out"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));  // the 500 ms device timeout
+  EXPECT_THROW(r0.runner->submit(s, PipelineRunner::sample_rows(s)), PipelineError);  // broken for good
+  r0.runner.reset();
+  ring.shut_down();
+  EXPECT_FALSE(ring.results_[0].ok);
+}
+
+TEST(PipelineDevicePath, AFailedSendFromRankZeroIsAPipelineError) {
+  Ring ring({{1, 6, true, 2}});
+  Rank0 r0(ring, {}, 1);
+  r0.runner->handshake();
+  ASSERT_TRUE(r0.runner->nccl_out());
+  // The peer's end gone: rank 0's transfer fails (a real NcclLink: an NCCL error or its timeout).
+  {
+    std::lock_guard<std::mutex> lk(r0.channel->mu);
+    r0.channel->fail_sends = true;
+  }
+  const ScheduledStep s = scheduled_step(0);
+  try {
+    r0.runner->submit(s, PipelineRunner::sample_rows(s));
+    ADD_FAILURE() << "submit() succeeded although the transfer failed";
+  } catch (const PipelineError& e) {
+    EXPECT_NE(std::string(e.what()).find("NCCL"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("peer gone"), std::string::npos) << e.what();
+  }
+}
+
+TEST(PipelineDevicePath, NcclSetupFailureAtRankZeroIsAPipelineErrorNotAHang) {
+  Ring ring({{1, 6, true, 2}});
+  Rank0 r0(ring, {}, 1);
+  r0.runner->set_device_link_factory([](transport::Link&, int, int, std::chrono::nanoseconds) -> std::unique_ptr<transport::DeviceLink> {
+    throw transport::TransportError("ncclCommInitRankConfig failed: unhandled system error");
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    r0.runner->handshake();
+    ADD_FAILURE() << "handshake() succeeded without an NCCL link";
+  } catch (const PipelineError& e) {
+    EXPECT_NE(std::string(e.what()).find("NCCL link from rank 0"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unhandled system error"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  r0.runner.reset();
+  ring.shut_down();
+  EXPECT_FALSE(ring.results_[0].ok);  // rank 1 waited for the NCCL id within its 500 ms and failed
+}
+
+TEST(PipelineDevicePath, AWorkerRefusingTheHelloIsReportedWhileRankZeroWaitsForItsAnswer) {
+  // Rank 1's layers do not follow rank 0's: it sends a kError round the ring instead of its
+  // device answer. Rank 0 must report that at once, not after its (long) device timeout.
+  Ring ring({{2, 6, true, 2}});
+  Rank0 r0(ring, {}, 1);
+  r0.runner->set_device_timeout(std::chrono::milliseconds(20000));
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    r0.runner->handshake();
+    ADD_FAILURE() << "handshake() succeeded";
+  } catch (const PipelineError& e) {
+    EXPECT_NE(std::string(e.what()).find("do not follow on"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
 }
 
 }  // namespace

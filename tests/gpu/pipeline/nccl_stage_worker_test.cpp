@@ -6,6 +6,8 @@
 // Needs two CUDA devices for the NCCL hop and skips, saying so, with fewer; the single-GPU tests
 // here check the CudaModel's device-resident calls and that two workers on one GPU keep the host
 // path (NCCL refuses one GPU twice in a communicator).
+// Rank 0 too (PipelineRunner over a CudaModel, rank0_device_hop.h): on cuda:0 with a worker on
+// cuda:1 its hop goes over NCCL and the logits match the host path and one rank on one GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -20,6 +22,7 @@
 
 #include "csrc/model/device.h"
 #include "csrc/model/model.h"
+#include "engine/pipeline/pipeline_runner.h"
 #include "engine/pipeline/stage_message.h"
 #include "engine/pipeline/stage_worker.h"
 #include "transport/inproc_link.h"
@@ -50,7 +53,7 @@ bool file_exists(const std::string& p) { return std::ifstream(p).good(); }
     const int have_ = cuda_devices();                                                                            \
     if (have_ < (n)) {                                                                                           \
       GTEST_SKIP() << "needs " << (n) << " CUDA device(s), found " << have_                                      \
-                   << ((n) > 1 ? " (NCCL between two workers needs two GPUs; the lent test machines have one)"  \
+                   << ((n) > 1 ? " (NCCL between two GPU ranks needs two GPUs; the lent test machines have one)"  \
                                : "")                                                                             \
                    << ": skipped";                                                                               \
     }                                                                                                            \
@@ -237,6 +240,148 @@ TEST(NcclStageWorker, DeviceResidentLayersMatchTheHostCall) {
     big.seqs.push_back({1, 4000, 0, std::vector<int32_t>(250, 0), true});
     return big;
   }()), Error);  // more tokens than device_hidden() was sized for (or than the cache holds)
+}
+
+// ---- Rank 0 on a GPU: its hop to rank 1 (PipelineRunner, rank0_device_hop.h) ----
+
+ShardSpec rank0_layers(int end) {
+  ShardSpec s;
+  s.first_layer = 0;
+  s.end_layer = end;
+  s.has_embedding = true;
+  s.has_head = true;
+  return s;
+}
+
+// The scheduler's form of steps(), with token ids.
+std::vector<ScheduledStep> engine_steps() {
+  auto seq = [](int64_t id, int n, int start, std::vector<int32_t> blocks) {
+    ScheduledSeq q;
+    q.seq_id = id;
+    q.start_pos = start;
+    q.block_table = std::move(blocks);
+    q.sample = true;
+    for (int i = 0; i < n; ++i) q.tokens.push_back(static_cast<int32_t>((97 * (i + start) + 31 * id + 5) % 4096));
+    return q;
+  };
+  ScheduledStep prefill, decode;
+  prefill.seqs = {seq(1, 9, 0, {0}), seq(2, 20, 0, {1, 2})};
+  decode.seqs = {seq(1, 1, 9, {0}), seq(2, 1, 20, {1, 2})};
+  return {prefill, decode};
+}
+
+struct Rank0Run {
+  std::vector<std::vector<float>> logits;  // per step, of its sampled rows
+  bool nccl_0_to_1 = false;
+  std::string error;
+};
+
+// Rank 0 (PipelineRunner over a CudaModel with layers [0, 15) on `device0`) -> the worker -> rank 0.
+Rank0Run run_rank0_ring(const Model& m0, int device0, ShardForward& worker_shard, bool nccl) {
+  StageWorker w(worker_shard);
+  w.set_nccl(nccl);
+  auto [r0_out, w_in] = transport::make_inproc_link_pair();
+  auto [w_out, r0_in] = transport::make_inproc_link_pair();
+  StageWorkerResult res;
+  std::thread t([&w, &res, in = std::move(w_in), out = std::move(w_out)]() mutable {
+    res = w.run(*in, *out);
+    out.reset();
+  });
+  Rank0Run run;
+  try {
+    PipelineOptions o;
+    o.recv_timeout = std::chrono::seconds(120);
+    o.stats_interval = std::chrono::milliseconds(0);
+    PipelineRunner runner(gpu_shard(m0, device0), *r0_out, *r0_in, o);
+    runner.set_nccl(nccl);
+    runner.handshake();
+    run.nccl_0_to_1 = runner.nccl_out() && w.nccl_in();
+    for (const ScheduledStep& s : engine_steps()) run.logits.push_back(runner.run(s, PipelineRunner::sample_rows(s)).logits);
+  } catch (const std::exception& e) {
+    run.error = e.what();
+  }
+  r0_out.reset();
+  t.join();
+  r0_in.reset();
+  if (run.error.empty() && !res.ok) run.error = res.reason;
+  return run;
+}
+
+// One rank on one GPU: embedding, all layers and the head in one CudaModel.
+std::vector<std::vector<float>> one_rank_logits(const Model& full, int device) {
+  std::unique_ptr<ShardForward> s = gpu_shard(full, device);
+  const int hidden = full.config().hidden, vocab = full.config().vocab_size;
+  std::vector<std::vector<float>> out;
+  for (const ScheduledStep& step : engine_steps()) {
+    std::vector<int32_t> tokens;
+    for (const ScheduledSeq& q : step.seqs) tokens.insert(tokens.end(), q.tokens.begin(), q.tokens.end());
+    const int n = static_cast<int>(tokens.size());
+    std::vector<float> h(static_cast<size_t>(n) * hidden);
+    s->embed(tokens.data(), n, h.data());
+    s->forward_layers(step.batch_view(), h.data());
+    const std::vector<int> rows = PipelineRunner::sample_rows(step);
+    std::vector<float> sel;
+    for (int r : rows) sel.insert(sel.end(), h.begin() + static_cast<long>(r) * hidden, h.begin() + static_cast<long>(r + 1) * hidden);
+    std::vector<float> logits(rows.size() * static_cast<size_t>(vocab));
+    s->compute_logits(sel.data(), static_cast<int>(rows.size()), logits.data());
+    out.push_back(logits);
+  }
+  return out;
+}
+
+// NCCL against the host path: the same kernels on the same devices, rows copied bit for bit, so
+// 1e-6 as expect_same. Against one rank on one GPU: the same f32 kernels over the same shapes,
+// on another device of the same kind; 1e-5 leaves room for cuBLAS picking other kernels there,
+// while a misrouted or stale row gives an error near 1.
+void expect_same_logits(const Rank0Run& a, const std::vector<std::vector<float>>& want, double tol) {
+  ASSERT_TRUE(a.error.empty()) << a.error;
+  ASSERT_EQ(a.logits.size(), want.size());
+  for (size_t s = 0; s < want.size(); ++s) {
+    ASSERT_EQ(a.logits[s].size(), want[s].size());
+    ASSERT_FALSE(want[s].empty());
+    EXPECT_LT(rel_error(a.logits[s], want[s]), tol) << "step " << s;
+  }
+}
+
+TEST(NcclStageWorker, RankZeroOnOneGpuSendsToAWorkerOnAnotherOverNccl) {
+  SKIP_UNLESS_GPUS(2);
+  std::unique_ptr<Model> m0 = load_model(model_path(), rank0_layers(15));
+  std::unique_ptr<Model> m1 = load_model(model_path(), layers(15, -1));
+  std::unique_ptr<Model> full = load_model(model_path(), rank0_layers(-1));
+  std::unique_ptr<ShardForward> s1 = gpu_shard(*m1, 1);
+  const Rank0Run host = run_rank0_ring(*m0, 0, *s1, false);
+  EXPECT_FALSE(host.nccl_0_to_1);
+  const Rank0Run nccl = run_rank0_ring(*m0, 0, *s1, true);
+  EXPECT_TRUE(nccl.nccl_0_to_1) << "rank 0 on cuda:0 -> rank 1 on cuda:1 should have used NCCL";
+  expect_same_logits(nccl, host.logits, 1e-6);
+  expect_same_logits(nccl, one_rank_logits(*full, 0), 1e-5);
+}
+
+TEST(NcclStageWorker, RankZeroAndAWorkerOnOneGpuKeepTheHostPath) {
+  SKIP_UNLESS_GPUS(1);
+  std::unique_ptr<Model> m0 = load_model(model_path(), rank0_layers(15));
+  std::unique_ptr<Model> m1 = load_model(model_path(), layers(15, -1));
+  std::unique_ptr<Model> full = load_model(model_path(), rank0_layers(-1));
+  std::unique_ptr<ShardForward> s1 = gpu_shard(*m1, 0);
+  const Rank0Run run = run_rank0_ring(*m0, 0, *s1, true);
+  EXPECT_FALSE(run.nccl_0_to_1);  // one GPU twice: NCCL would refuse it
+  expect_same_logits(run, one_rank_logits(*full, 0), 1e-5);
+}
+
+// embed_device leaves in the device buffer exactly what embed returns.
+TEST(NcclStageWorker, EmbedOnTheDeviceMatchesTheHostCall) {
+  SKIP_UNLESS_GPUS(1);
+  std::unique_ptr<Model> m = load_model(model_path(), rank0_layers(2));
+  std::unique_ptr<ShardForward> s = gpu_shard(*m, 0);
+  const std::vector<int32_t> tokens = {0, 1, 17, 4095, m->config().vocab_size - 1};
+  const int n = static_cast<int>(tokens.size()), hidden = m->config().hidden;
+  std::vector<float> host(static_cast<size_t>(n) * hidden), dev(host.size());
+  s->embed(tokens.data(), n, host.data());
+  s->embed_device(tokens.data(), n);
+  s->hidden_to_host(dev.data(), n);
+  EXPECT_EQ(dev, host);  // the same gather and scale: bit for bit
+  const int32_t bad = m->config().vocab_size;
+  EXPECT_THROW(s->embed_device(&bad, 1), InvalidArgument);
 }
 
 }  // namespace

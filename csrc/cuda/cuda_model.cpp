@@ -386,6 +386,9 @@ float* CudaModel::device_hidden(int n_tokens) {
 void CudaModel::forward_layers_device(const BatchView& batch) {
   std::lock_guard<std::mutex> lock(mu_);
   JARVIS_CUDA_CHECK(cudaSetDevice(device_));
+  // A decode step takes the bucketed (CUDA graph) path as forward_layers does, in place: the same
+  // launches, so the device and host paths agree bit for bit, and no eager launch storm per token.
+  if (decode_step(batch, nullptr)) return;
   const int reserved = reserved_tokens_;
   const int n = plan_step(batch);
   if (n == 0) return;

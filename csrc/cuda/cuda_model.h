@@ -85,7 +85,9 @@ class CudaModel : public ShardForward {
   // of two), so its launches can be captured once per pair and replayed. The same launches run
   // eagerly when graphs are off (or failed), so both give the same bits.
   // Padding rows: slot -1 (no KV write), zero-length sequences (attention skips them), zero input.
-  bool decode_step(const BatchView& batch, float* hidden);  // false: not such a step
+  // false: not such a step. hidden == nullptr: the rows are already in the device buffer
+  // (forward_layers_device), and stay there.
+  bool decode_step(const BatchView& batch, float* hidden);
   void setup_decode(int max_blocks, int page_size);  // (re)sizes the fixed buffers and plans
   // graph: bucket index * decode_contexts_.size() + context class index.
   void run_decode_layers(size_t graph);  // the launches a graph holds

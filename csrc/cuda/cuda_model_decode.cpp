@@ -84,6 +84,9 @@ bool CudaModel::decode_step(const BatchView& batch, float* hidden) {
   size_t bi = 0;
   while (static_cast<size_t>(kBuckets[bi]) < n) ++bi;
   const size_t b = static_cast<size_t>(kBuckets[bi]);
+  // hidden == nullptr (forward_layers_device): the rows are already in hidden_, and growing the
+  // scratch would reallocate them away, so a bucket beyond it takes the general path instead.
+  if (hidden == nullptr && b > static_cast<size_t>(reserved_tokens_)) return false;
   size_t ci = 0;  // exists: max_kv <= decode_blocks_ pages, the last class
   while (decode_contexts_[ci] < max_kv) ++ci;
   reserve(static_cast<int>(b));
@@ -119,14 +122,18 @@ bool CudaModel::decode_step(const BatchView& batch, float* hidden) {
                                       width * sizeof(int32_t), width * sizeof(int32_t), b, cudaMemcpyHostToDevice,
                                       st));
   const size_t row_bytes = static_cast<size_t>(config_.hidden) * sizeof(float);
-  JARVIS_CUDA_CHECK(cudaMemcpyAsync(hidden_.get(), hidden, n * row_bytes, cudaMemcpyHostToDevice, st));
+  if (hidden != nullptr) {
+    JARVIS_CUDA_CHECK(cudaMemcpyAsync(hidden_.get(), hidden, n * row_bytes, cudaMemcpyHostToDevice, st));
+  }
   if (b > n) {
     const size_t attn_row = static_cast<size_t>(config_.q_dim()) * elem();
     JARVIS_CUDA_CHECK(cudaMemsetAsync(hidden_.as<char>() + n * row_bytes, 0, (b - n) * row_bytes, st));
     JARVIS_CUDA_CHECK(cudaMemsetAsync(attn_.as<char>() + n * attn_row, 0, (b - n) * attn_row, st));
   }
   launch_decode(bi * decode_contexts_.size() + ci);
-  JARVIS_CUDA_CHECK(cudaMemcpyAsync(hidden, hidden_.get(), n * row_bytes, cudaMemcpyDeviceToHost, st));
+  if (hidden != nullptr) {
+    JARVIS_CUDA_CHECK(cudaMemcpyAsync(hidden, hidden_.get(), n * row_bytes, cudaMemcpyDeviceToHost, st));
+  }
   stream_.synchronize();
   return true;
 }

@@ -261,7 +261,8 @@ fi
 
 # ---- mixed CPU/GPU pipeline ring (tests/gpu/mixed_ring_test.py) ----
 # jarvis-serve --ranks 3 --device cuda:0,cpu,cuda:0 (UCX workers and inproc threads) against the
-# CPU ring: every greedy token at f32, every token up to the first close call at f16.
+# CPU ring: every greedy token at f32, every token up to the first close call at f16; rank 0 samples on
+# cuda:0, and at f32 also with --device-sampling off (same tokens).
 if [ -n "${SERVE:-}" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then
   step "mixed CPU/GPU ring: --ranks 3 --device cuda:0,cpu,cuda:0 against the CPU ring"
   JARVIS_BIN_DIR=$BUILD/bin JARVIS_SOURCE_DIR=$ROOT timeout 400 python3 "$ROOT/tests/gpu/mixed_ring_test.py" 2>&1 |

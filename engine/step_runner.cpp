@@ -29,7 +29,8 @@ StepRunner::StepRunner(const Model& model, int num_blocks, int page_size, int th
   shard_ = std::make_unique<CpuShard>(model, num_blocks, page_size, *pool_);
 }
 
-StepRunner::StepRunner(std::unique_ptr<ShardForward> shard) : shard_(std::move(shard)) {
+StepRunner::StepRunner(std::unique_ptr<ShardForward> shard, bool device_sampling)
+    : shard_(std::move(shard)), device_sampling_(device_sampling) {
   if (!shard_) throw InvalidArgument("StepRunner: no shard");
   check_whole_model(shard_->shard(), shard_->config());
 }
@@ -44,6 +45,9 @@ void StepRunner::submit_sampled(const ScheduledStep& step, const std::vector<int
   const int n = step.total_tokens();
   for (int r : rows) {
     if (r < 0 || r >= n) throw InvalidArgument("StepRunner: logits row outside the step");
+  }
+  if (!requests.empty() && !samples_on_device()) {
+    throw InvalidArgument("StepRunner: sample requests, but this runner does not sample on its device");
   }
   std::vector<char> on_device(requests.empty() ? 0 : rows.size(), 0);
   for (const SampleRequest& q : requests) {

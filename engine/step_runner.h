@@ -21,7 +21,9 @@ class StepRunner : public StepExecutor {
   // On the CPU: allocates the KV cache, num_blocks pages of page_size tokens. threads <= 0: all cores.
   StepRunner(const Model& model, int num_blocks, int page_size, int threads);
   // Over any whole-model shard (e.g. make_cuda_shard's); its KV cache has shard->num_blocks() pages.
-  explicit StepRunner(std::unique_ptr<ShardForward> shard);
+  // device_sampling false: a shard that samples on its device is not asked to (logits go to the
+  // host sampler; `jarvis-serve --device-sampling off`).
+  explicit StepRunner(std::unique_ptr<ShardForward> shard, bool device_sampling = true);
 
   // Runs the step (one at a time: a second submit() before collect() is an InvalidArgument).
   // `rows` are indices into the step's tokens (concatenated in step order), ascending.
@@ -33,7 +35,7 @@ class StepRunner : public StepExecutor {
   const ShardForward& shard() const { return *shard_; }
 
   // Sampling on the shard's device, when it has one (ShardForward::samples_on_device).
-  bool samples_on_device() const override { return shard_->samples_on_device(); }
+  bool samples_on_device() const override { return device_sampling_ && shard_->samples_on_device(); }
   void submit_sampled(const ScheduledStep& step, const std::vector<int>& rows,
                       const std::vector<SampleRequest>& requests) override;
   const std::vector<SampleResult>& samples() const override { return samples_; }
@@ -47,6 +49,7 @@ class StepRunner : public StepExecutor {
   std::vector<float> logits_;    // [rows, vocab]
   std::vector<float> host_logits_;      // [rows not sampled on the device, vocab]
   std::vector<SampleResult> samples_;   // one per request of submit_sampled()
+  bool device_sampling_ = true;  // the switch (constructor); the shard must also be able to
   bool pending_ = false;         // submitted, not yet collected
   bool has_rows_ = false;
 };

@@ -11,6 +11,8 @@
 // --device: rank 0's device, or with --ranks N a comma list of N (rank 0 first, e.g.
 // cuda:0,cpu,cuda:0: a mixed ring); with --cluster each node's "device", rank 0's overridable here.
 // Every GPU rank's device is checked before any weight loads (exit 2 naming the rank).
+// --device-sampling on|off: a GPU rank 0 holding the head samples there (one rank or a ring whose
+// tail is rank 0's), so only tokens and logprobs cross to the host; off sends logits to the host sampler.
 #include <CLI/CLI.hpp>
 #include <pthread.h>
 #include <signal.h>
@@ -61,6 +63,7 @@ struct Options {
   std::string gpu_dtype = "f16";
   double gpu_memory_fraction = 0.9;
   std::string cuda_graphs = "on";
+  std::string device_sampling = "on";  // a GPU rank 0 with the head samples there; off: on the host
   int micro_batches = 0;              // steps in the ring at once; 0: one per rank
   std::vector<jarvis::ShardSpec> plan;  // one per rank when ranks > 1 (checked before loading)
   jarvis::ModelConfig model_config;     // header only, when ranks > 1
@@ -102,6 +105,7 @@ std::unique_ptr<jarvis::PipelineLaunch> start_pipeline(const Options& o, const j
   po.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout_s * 1000));
   po.pipeline.max_in_flight = o.micro_batches > 0 ? o.micro_batches : static_cast<int>(o.plan.size());
   po.pipeline.on_stats = [&pm](const jarvis::RingStats& s) { pm.update(jarvis::metric_samples(s)); };
+  po.pipeline.device_sampling = o.device_sampling == "on";
   po.transport = o.transport == "inproc" ? jarvis::PipelineLaunchOptions::Transport::kInproc
                                          : jarvis::PipelineLaunchOptions::Transport::kUcx;
   po.devices = o.devices;
@@ -179,8 +183,11 @@ int run(Options& o) {
     ring = start_pipeline(o, *model, pipeline_metrics, std::move(rank0_gpu));
     executor = ring->take_executor();
   } else if (o.devices.at(0).is_cuda()) {
-    executor = std::make_unique<jarvis::StepRunner>(rank0_gpu_shard(o, *model));
+    executor = std::make_unique<jarvis::StepRunner>(rank0_gpu_shard(o, *model), o.device_sampling == "on");
   }
+  // Which sampler reads the logits (tests/gpu/mixed_ring_test.py checks this line).
+  std::fprintf(stderr, "jarvis-serve: sampling on the %s\n",
+               executor && executor->samples_on_device() ? "device (rank 0's GPU)" : "host");
   std::unique_ptr<jarvis::Tokenizer> tok = jarvis::Tokenizer::create(model->tokenizer_data());
   o.server.served_model_name = name;
   o.server.model_aliases = {o.model, default_model_name(o.model)};
@@ -297,6 +304,11 @@ int main(int argc, char** argv) {
   app.add_option("--gpu-dtype", o.gpu_dtype, "weights and activations on every GPU rank: f16, bf16 or f32")
       ->capture_default_str();
   app.add_option("--cuda-graphs", o.cuda_graphs, "decode steps replay CUDA graphs: on or off")->check(CLI::IsMember({"on", "off"}))->capture_default_str();
+  app.add_option("--device-sampling", o.device_sampling,
+                 "a GPU rank 0 holding the head samples on the device (only tokens and logprobs come back): "
+                 "on, or off (logits to the host sampler, for debugging or comparison)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   app.add_option("--gpu-memory-fraction", o.gpu_memory_fraction, "of the GPU's free memory for the KV cache")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 1.0));

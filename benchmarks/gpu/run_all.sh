@@ -46,6 +46,25 @@ if [ -z "${JARVIS_TEST_MODEL:-}" ]; then
 fi
 step() { echo; echo "=== $* ($(($(date +%s) - start_s)) s)"; }
 status=0
+# Phases and a time budget, so one device call (600 s at most) never loses the whole run: a
+# section runs when its phase is listed in JARVIS_GPU_PHASES (default: all) and at least its
+# expected time is left of JARVIS_GPU_BUDGET_S (default 560 s); otherwise it says why it was
+# skipped. Two calls cover everything on a slow build: JARVIS_GPU_PHASES="tests model" then
+# JARVIS_GPU_PHASES="cli serve bench" (the second call's CMake build is incremental while the
+# machine stays warm).
+PHASES=" ${JARVIS_GPU_PHASES:-tests model cli serve bench} "
+BUDGET_S=${JARVIS_GPU_BUDGET_S:-560}
+section() {  # section PHASE SECONDS_NEEDED
+  local left=$((BUDGET_S - ($(date +%s) - start_s)))
+  if [[ "$PHASES" != *" $1 "* ]]; then echo; echo "=== phase '$1' not selected (JARVIS_GPU_PHASES)"; return 1; fi
+  if [ "$left" -lt "$2" ]; then
+    echo; echo "=== phase '$1' SKIPPED: ${left} s of the ${BUDGET_S} s budget left, it needs about $2 s"; status=1; return 1
+  fi
+}
+cap() {  # cap SECONDS: a command's timeout, cut to what is left of the budget (10 s at least)
+  local left=$((BUDGET_S - ($(date +%s) - start_s)))
+  echo $(( $1 < left ? $1 : (left > 10 ? left : 10) ))
+}
 
 step "machine"
 date -u
@@ -164,11 +183,11 @@ fi
 echo "tests: ${TESTS:-none}  model tests: ${MODEL_TESTS:-none}  bench: ${BENCH:-none} ${LAYER_BENCH:-}"
 echo "model file for the SmolLM2 GPU tests: ${JARVIS_TEST_MODEL:-none (those tests skip)}"
 
-if [ -n "$TESTS" ]; then
+if [ -n "$TESTS" ] && section tests 90; then
   step "GPU tests"
   if [ -f "$BUILD/CTestTestfile.cmake" ]; then
     # gpu.mixed_ring runs in its own section below (its per-dtype agreement lines go to the log).
-    (cd "$BUILD" && ctest -L gpu -E '^gpu\.mixed_ring$' --output-on-failure --timeout 300 -j 4) 2>&1 |
+    (cd "$BUILD" && timeout "$(cap 300)" ctest -L gpu -E '^gpu\.mixed_ring$' --output-on-failure --timeout 300 -j 4) 2>&1 |
       tee "$RES/ctest_gpu.log" | tail -40
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   fi
@@ -199,10 +218,10 @@ if [ -n "$TESTS" ]; then
 fi
 
 # $OUT brings back at most 8 files: the model tests' logs go into the kernel tests' files.
-if [ -n "$MODEL_TESTS" ]; then
+if [ -n "$MODEL_TESTS" ] && section model 90; then
   step "GPU model tests (CUDA shard vs CPU Model)"
   { echo; echo "=== $MODEL_TESTS"; } >>"$RES/gpu_tests.log"
-  timeout 300 "$MODEL_TESTS" --gtest_color=no >>"$RES/gpu_tests.log" 2>&1 || status=1
+  timeout "$(cap 300)" "$MODEL_TESTS" --gtest_color=no >>"$RES/gpu_tests.log" 2>&1 || status=1
   sed -n "\|=== $MODEL_TESTS|,\$p" "$RES/gpu_tests.log" |
     grep -E -A3 "^\[ *(OK|FAILED|info) *\]|Failure$|Skipped$" | tail -60
   if [ -n "${SAN:-}" ]; then
@@ -222,7 +241,7 @@ if [ -n "$MODEL_TESTS" ]; then
   if [ -n "${SAN:-}" ]; then
     for tool in memcheck racecheck; do
       step "compute-sanitizer --tool $tool on the sampling kernel"
-      timeout 150 "$SAN" --tool "$tool" --error-exitcode 9 "$MODEL_TESTS" --gtest_color=no \
+      timeout "$(cap 150)" "$SAN" --tool "$tool" --error-exitcode 9 "$MODEL_TESTS" --gtest_color=no \
         --gtest_filter='Vocab/CudaSampling.MixedRowsMatchCpu/1:CudaSamplingCases.*' >>"$RES/sanitizer_$tool.log" 2>&1
       rc=$?
       tail -6 "$RES/sanitizer_$tool.log"
@@ -232,7 +251,7 @@ if [ -n "$MODEL_TESTS" ]; then
   fi
 fi
 
-if [ -n "$CLI" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then
+if [ -n "$CLI" ] && [ -n "${JARVIS_TEST_MODEL:-}" ] && section cli 40; then
   # f16 twice: decode CUDA graphs on (the default) and off must print the same text.
   step "jarvis-cli greedy text: CPU, then GPU f32 and f16 (graphs on, off)"
   for dev in "cpu" "cuda:0 --gpu-dtype f32" "cuda:0 --gpu-dtype f16" "cuda:0 --gpu-dtype f16 --cuda-graphs off"; do
@@ -243,7 +262,7 @@ if [ -n "$CLI" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then
   done
 fi
 
-if [ -n "${SERVE:-}" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then
+if [ -n "${SERVE:-}" ] && [ -n "${JARVIS_TEST_MODEL:-}" ] && section serve 60; then
   step "serving on the GPU: jarvis-serve --device cuda:0, jarvis-bench at concurrency 1 and 16"
   "$SERVE" --model "$JARVIS_TEST_MODEL" --device cuda:0 --port 8790 >"$RES/serve_gpu.log" 2>&1 &
   SERVE_PID=$!
@@ -261,28 +280,29 @@ fi
 
 # ---- mixed CPU/GPU pipeline ring (tests/gpu/mixed_ring_test.py) ----
 # jarvis-serve --ranks 3 --device cuda:0,cpu,cuda:0 (UCX workers and inproc threads) against the
-# CPU ring: every greedy token at f32, every token up to the first close call at f16.
-if [ -n "${SERVE:-}" ] && [ -n "${JARVIS_TEST_MODEL:-}" ]; then
+# CPU ring: every greedy token at f32, every token up to the first close call at f16; rank 0 samples on
+# cuda:0, and at f32 also with --device-sampling off (same tokens).
+if [ -n "${SERVE:-}" ] && [ -n "${JARVIS_TEST_MODEL:-}" ] && section serve 90; then
   step "mixed CPU/GPU ring: --ranks 3 --device cuda:0,cpu,cuda:0 against the CPU ring"
-  JARVIS_BIN_DIR=$BUILD/bin JARVIS_SOURCE_DIR=$ROOT timeout 400 python3 "$ROOT/tests/gpu/mixed_ring_test.py" 2>&1 |
+  JARVIS_BIN_DIR=$BUILD/bin JARVIS_SOURCE_DIR=$ROOT timeout "$(cap 400)" python3 "$ROOT/tests/gpu/mixed_ring_test.py" 2>&1 |
     tail -20
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi
 # ---- end mixed ring ----
 
-if [ -n "$BENCH" ]; then
+if [ -n "$BENCH" ] && section bench 30; then
   step "attention benchmark"
-  timeout 120 "$BENCH" 2>&1 | tee "$RES/attention_bench.log"
+  timeout "$(cap 120)" "$BENCH" 2>&1 | tee "$RES/attention_bench.log"
 fi
 
 # ---- layer benchmark (jarvis-gpu-layer-bench) ----
 # Quick sizes (about a minute): layer kernels and decode GEMMs at SmolLM2 and 7B-class shapes,
 # then whole decode steps of synthetic models with CUDA graphs off and on. The table goes into
 # attention_bench.log ($OUT returns 8 files at most), the JSON into layer_bench.json.
-if [ -n "$LAYER_BENCH" ]; then
+if [ -n "$LAYER_BENCH" ] && section bench 60; then
   step "layer benchmark (--quick)"
   { echo; echo "=== jarvis-gpu-layer-bench --quick"; } >>"$RES/attention_bench.log"
-  OUT=$RES timeout 180 "$LAYER_BENCH" --quick 2>&1 | tee -a "$RES/attention_bench.log"
+  OUT=$RES timeout "$(cap 180)" "$LAYER_BENCH" --quick 2>&1 | tee -a "$RES/attention_bench.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi
 # ---- end layer benchmark ----

@@ -36,10 +36,21 @@ void PipelineExecutor::submit(const ScheduledStep& step, const std::vector<int>&
   next_micro_batch_ = (next_micro_batch_ + 1) % static_cast<uint32_t>(max_in_flight_);
 }
 
+void PipelineExecutor::submit_sampled(const ScheduledStep& step, const std::vector<int>& rows,
+                                      const std::vector<SampleRequest>& requests) {
+  try {
+    runner_->submit_sampled(step, rows, next_micro_batch_, requests);
+  } catch (const PipelineError& e) {
+    throw ExecutorBroken(std::string("pipeline: ") + e.what());
+  }
+  next_micro_batch_ = (next_micro_batch_ + 1) % static_cast<uint32_t>(max_in_flight_);
+}
+
 const float* PipelineExecutor::collect() {
   try {
     PipelineResult r = runner_->collect();
     logits_ = std::move(r.logits);
+    samples_ = std::move(r.samples);
   } catch (const PipelineError& e) {
     throw ExecutorBroken(std::string("pipeline: ") + e.what());
   }

@@ -35,10 +35,20 @@ class PipelineExecutor : public StepExecutor {
   int max_in_flight() const override { return max_in_flight_; }
   int vocab() const override { return runner_->vocab(); }
 
+  // Sampling on rank 0's device: when rank 0 holds the head and its shard samples there (a GPU),
+  // unless PipelineOptions::device_sampling is off (PipelineRunner::samples_on_device). The
+  // requests travel with their step; collect() returns the other rows' logits (nullptr when every
+  // row was sampled: nothing is left to read) and samples() the results.
+  bool samples_on_device() const override { return runner_->samples_on_device(); }
+  void submit_sampled(const ScheduledStep& step, const std::vector<int>& rows,
+                      const std::vector<SampleRequest>& requests) override;
+  const std::vector<SampleResult>& samples() const override { return samples_; }
+
  private:
   std::unique_ptr<transport::Link> to_next_, from_last_;
   std::unique_ptr<PipelineRunner> runner_;
   std::vector<float> logits_;
+  std::vector<SampleResult> samples_;  // the collected step's, empty after a plain submit()
   int max_in_flight_ = 1;
   uint32_t next_micro_batch_ = 0;  // a label on the wire, cycling 0..max_in_flight-1
 };

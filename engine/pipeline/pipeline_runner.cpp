@@ -318,6 +318,10 @@ PipelineResult PipelineRunner::collect_locked() {
       r.logits = std::move(rec.logits);
       return r;
     }
+    if (!o.requests.empty()) {
+      finish_sampled(o, rec, r);
+      return r;
+    }
     const size_t hidden = static_cast<size_t>(limits_.hidden);
     selected_.resize(o.rows.size() * hidden);
     for (size_t i = 0; i < o.rows.size(); ++i) {
@@ -332,6 +336,75 @@ PipelineResult PipelineRunner::collect_locked() {
     return r;
   }
 }
+
+// ---- Sampling on rank 0's device (collect side) ----
+
+bool PipelineRunner::samples_on_device() const {
+  return options_.device_sampling && !tail_on_last_ && shard_->samples_on_device();
+}
+
+uint64_t PipelineRunner::submit_sampled(const ScheduledStep& step, std::vector<int> rows, uint32_t micro_batch,
+                                        std::vector<SampleRequest> requests) {
+  if (!requests.empty() && !samples_on_device()) {
+    throw InvalidArgument("pipeline: rank 0 (" + shard_->device_name() + ") does not sample on its device" +
+                          (tail_on_last_ ? " (the tail is on the last rank)" : ""));
+  }
+  std::vector<char> named(rows.size(), 0);
+  for (const SampleRequest& q : requests) {
+    if (q.row < 0 || q.row >= static_cast<int>(rows.size()) || named[static_cast<size_t>(q.row)]) {
+      throw InvalidArgument("pipeline: a sample request names a missing or repeated row");
+    }
+    named[static_cast<size_t>(q.row)] = 1;
+  }
+  const uint64_t id = submit(step, std::move(rows), micro_batch);
+  // The step is outstanding now; only this (the scheduler's) thread collects it, and the idle
+  // statistics thread stays away while a step is in flight, so it is still there to attach to.
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto it = outstanding_.rbegin(); it != outstanding_.rend(); ++it) {
+    if (it->kind == StageKind::kStep && it->step_id == id) {
+      it->requests = std::move(requests);
+      break;
+    }
+  }
+  return id;
+}
+
+// Rows read on the host (prompt logprobs) are computed as logits into their places in r.logits;
+// the requested rows are sampled where the head's weights are, so only tokens and logprobs come
+// back from a GPU.
+void PipelineRunner::finish_sampled(const Outstanding& o, const StageRecord& rec, PipelineResult& r) {
+  const size_t hidden = static_cast<size_t>(limits_.hidden);
+  const size_t v = static_cast<size_t>(vocab());
+  auto gather = [&](size_t at, size_t i) {
+    // The last rank normally sent only the rows (trimmed); a full record is accepted too.
+    const size_t src = rec.trimmed ? i : static_cast<size_t>(o.rows[i]);
+    std::memcpy(selected_.data() + at * hidden, rec.hidden.data() + src * hidden, hidden * sizeof(float));
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<char> sampled(o.rows.size(), 0);
+  for (const SampleRequest& q : o.requests) sampled[static_cast<size_t>(q.row)] = 1;
+  const size_t n_host = o.rows.size() - o.requests.size();
+  if (n_host > 0) {
+    std::vector<size_t> host_index;
+    selected_.resize(n_host * hidden);
+    for (size_t i = 0; i < o.rows.size(); ++i) {
+      if (!sampled[i]) gather(host_index.size(), i), host_index.push_back(i);
+    }
+    host_logits_.resize(n_host * v);
+    shard_->compute_logits(selected_.data(), static_cast<int>(n_host), host_logits_.data());
+    r.logits.resize(o.rows.size() * v);
+    for (size_t k = 0; k < n_host; ++k) {
+      std::memcpy(r.logits.data() + host_index[k] * v, host_logits_.data() + k * v, v * sizeof(float));
+    }
+  }
+  selected_.resize(o.requests.size() * hidden);
+  for (size_t k = 0; k < o.requests.size(); ++k) gather(k, static_cast<size_t>(o.requests[k].row));
+  r.samples.resize(o.requests.size());
+  shard_->sample_logits(selected_.data(), o.requests, r.samples.data());
+  busy_ += std::chrono::steady_clock::now() - t0;
+}
+
+// ---- end of sampling on rank 0's device ----
 
 void PipelineRunner::drain() {
   std::lock_guard<std::mutex> lk(mu_);

@@ -32,6 +32,7 @@
 
 #include "csrc/model/model.h"
 #include "csrc/model/shard_forward.h"
+#include "csrc/sampling/sample_request.h"
 #include "engine/pipeline/rank0_device_hop.h"
 #include "engine/pipeline/ring_stats.h"
 #include "engine/pipeline/stage_message.h"
@@ -56,6 +57,10 @@ struct PipelineOptions {
   // Called with every completed round (from the scheduler thread or the idle thread, with the
   // runner's lock held: keep it short, and do not call back into the runner).
   std::function<void(const RingStats&)> on_stats;
+  // ---- Sampling on rank 0's device (collect side) ----
+  // With false, a shard that samples on its device is not asked to: logits come to the host and
+  // the engine's sampler reads them (`jarvis-serve --device-sampling off`, for debugging).
+  bool device_sampling = true;
 };
 
 struct PipelineResult {
@@ -63,6 +68,9 @@ struct PipelineResult {
   uint32_t micro_batch = 0;
   int n_rows = 0;
   std::vector<float> logits;  // [n_rows, vocab], rows in the order given to submit()
+  // After submit_sampled(): one per request, in request order. Its rows are not filled in
+  // `logits`, which is empty when every row was sampled.
+  std::vector<SampleResult> samples;
 };
 
 class PipelineRunner {
@@ -70,7 +78,8 @@ class PipelineRunner {
   // Rank 0's shard runs through `shard` (csrc/model/shard_forward.h: the CPU's CpuShard or a GPU's
   // make_cuda_shard), which must hold the embedding and layers [0, end) for some end. With the head
   // too (has_head) rank 0 computes logits; without it the last rank must hold the tail and send the
-  // logits back (checked by handshake()); sampling stays with the caller either way. The shard's
+  // logits back (checked by handshake()); sampling stays with the caller (the engine's sampler), or
+  // with submit_sampled() on rank 0's device when it holds the head. The shard's
   // num_blocks and page_size must equal the workers' (block ids from rank 0's block manager index
   // every rank's cache). Links are borrowed: to_next goes to rank 1, from_last comes from the last rank.
   PipelineRunner(std::unique_ptr<ShardForward> shard, transport::Link& to_next, transport::Link& from_last,
@@ -95,6 +104,19 @@ class PipelineRunner {
   // Throws InvalidArgument when max_in_flight steps are already outstanding or a row is outside
   // the step, PipelineError when the ring is broken.
   uint64_t submit(const ScheduledStep& step, std::vector<int> rows, uint32_t micro_batch = 0);
+
+  // ---- Sampling on rank 0's device (collect side) ----
+  // Rank 0 holds the head and its shard samples on its device (ShardForward::samples_on_device),
+  // unless PipelineOptions::device_sampling is off. False with the tail on the last rank: its
+  // logits arrive as host floats, so the host samples them.
+  bool samples_on_device() const;
+  // As submit(), and when the step comes back the rows named by requests[i].row (indices into
+  // `rows`, distinct) are sampled on rank 0's device instead of returned as logits (collect():
+  // PipelineResult::samples). The requests travel with the step; with several steps in flight each
+  // keeps its own. Throws InvalidArgument when !samples_on_device() or a request names a missing or
+  // repeated row (nothing is sent then).
+  uint64_t submit_sampled(const ScheduledStep& step, std::vector<int> rows, uint32_t micro_batch,
+                          std::vector<SampleRequest> requests);
 
   // Waits for the oldest outstanding step to come back and returns its logits.
   // Throws InvalidArgument when none is outstanding, PipelineError for a ring failure.
@@ -150,6 +172,7 @@ class PipelineRunner {
     uint32_t micro_batch = 0;
     int n_tokens = 0;
     std::vector<int> rows;
+    std::vector<SampleRequest> requests;  // submit_sampled(): rows sampled on rank 0's device
   };
   void send(const std::vector<uint8_t>& record, uint32_t tag);
   bool stats_due() const;
@@ -164,6 +187,8 @@ class PipelineRunner {
   // Send path of a step whose hop to rank 1 is NCCL: the header in device form on to_next_, then
   // the rows from the shard's device buffer (PipelineError on failure).
   void send_device_step(const std::vector<uint8_t>& record, uint32_t tag, int n_tokens);
+  // collect_locked()'s head for a step with sample requests: host rows' logits, the rest sampled.
+  void finish_sampled(const Outstanding& o, const StageRecord& rec, PipelineResult& r);
 
   std::unique_ptr<cpu::ThreadPool> pool_;  // the CPU shard's threads; null for other devices
   std::unique_ptr<ShardForward> shard_;
@@ -179,6 +204,7 @@ class PipelineRunner {
   std::string broken_;                   // set once the ring failed
   std::vector<int32_t> tokens_;
   std::vector<float> hidden_, selected_;
+  std::vector<float> host_logits_;  // finish_sampled(): [rows read on the host, vocab]
 
   // Ring statistics. mu_ guards everything above and below while a public method runs.
   mutable std::mutex mu_;

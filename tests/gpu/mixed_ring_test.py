@@ -4,6 +4,9 @@
 all-CPU ring `--ranks 3`, greedy, a few prompts. At --gpu-dtype f32 every token must match. At f16
 tokens must match up to and including the first position where the CPU's two best tokens are
 close (see F16_MARGIN); after a legitimate swap the continuations differ and are not compared.
+Rank 0 holds the head on cuda:0, so it samples there (`--device-sampling on`, the default); at f32
+the ring also runs with `--device-sampling off` (logits to the host sampler), and both must give
+the CPU's greedy tokens, hence each other's.
 
 Standard library only (the GPU machines may lack pytest): prints "SKIPPED: <why>" and exits 0
 where no CUDA device is found (CTest reports that as skipped, tests/CMakeLists.txt), exits 1 on a
@@ -96,6 +99,29 @@ def run(*args):
     return out, text
 
 
+def compare_switch_off(on):
+    """The f32 inproc ring again with --device-sampling off: the host sampler over the same
+    logits must give the tokens the device sampler gave (both are the CPU's; greedy)."""
+    off, log = run("--device", "cuda:0,cpu,cuda:0", "--gpu-dtype", "f32", "--transport", "inproc",
+                   "--device-sampling", "off")
+    if "sampling on the host" not in log:
+        print(f"FAILED --device-sampling off: the log does not say the host samples:\n{log}")
+        return 1
+    failures = 0
+    worst = 0.0
+    for prompt, a, b in zip(PROMPTS, on, off):
+        ta, tb = [t for t, _ in a], [t for t, _ in b]
+        if ta != tb:
+            print(f"FAILED device sampling on/off '{prompt}': on {ta!r}, off {tb!r}")
+            failures += 1
+        for (_, top_a), (_, top_b) in zip(a, b):
+            for tok in set(top_a) & set(top_b):
+                worst = max(worst, abs(top_a[tok] - top_b[tok]))
+    print(f"[ info ] device sampling on/off (inproc f32): tokens {'agree' if not failures else 'DIFFER'}, "
+          f"largest top-logprob difference {worst:.3g}")
+    return failures
+
+
 def main():
     if not have_gpu():
         print("SKIPPED: no CUDA device found: the mixed CPU/GPU ring test needs one")
@@ -113,6 +139,9 @@ def main():
         for dtype in ("f32", "f16"):
             got, log = run("--device", "cuda:0,cpu,cuda:0", "--gpu-dtype", dtype, "--transport", transport)
             assert "rank 0 on cuda:0" in log and "on cuda:0" in log.split("rank 0 on cuda:0", 1)[1], log
+            assert "sampling on the device" in log, log
+            if dtype == "f32" and transport == "inproc":
+                failures += compare_switch_off(got)
             checked = agree = 0
             for prompt, want, have in zip(PROMPTS, reference, got):
                 for i, ((wt, wtop), (ht, _)) in enumerate(zip(want, have)):

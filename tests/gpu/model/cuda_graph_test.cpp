@@ -22,36 +22,15 @@
 #include "csrc/model/cpu_shard.h"
 #include "csrc/model/model.h"
 #include "kernels/cpu/thread_pool.h"
+#include "tests/gpu/model/model_test_util.h"
 
 namespace jarvis {
 namespace {
 
-bool have_cuda_device() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-#define SKIP_WITHOUT_GPU() \
-  if (!have_cuda_device()) GTEST_SKIP() << "no CUDA device found: GPU test skipped"
+using model_test::random_matrix;
+using model_test::random_vector;
 
 constexpr int kPageSize = 16;
-
-Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng) {
-  std::normal_distribution<float> d(0.0f, 1.0f / std::sqrt(static_cast<float>(cols)));
-  Matrix m;
-  m.rows = rows;
-  m.cols = cols;
-  m.data.resize(rows * cols);
-  for (float& x : m.data) x = d(rng);
-  return m;
-}
-
-std::vector<float> random_vector(int64_t n, std::mt19937& rng, float mean, float stddev) {
-  std::normal_distribution<float> d(mean, stddev);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 // A 2-layer llama-like model (GQA 4, head_dim 64) with QKV bias, so padding rows carry nonzero
 // q/k/v (the bias) that must still write no KV and reach no real row.

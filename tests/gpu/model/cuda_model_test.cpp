@@ -26,17 +26,13 @@
 #include "csrc/tokenizer/tokenizer.h"
 #include "csrc/util/error.h"
 #include "kernels/cpu/thread_pool.h"
+#include "tests/gpu/model/model_test_util.h"
 
 namespace jarvis {
 namespace {
 
-bool have_cuda_device() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-#define SKIP_WITHOUT_GPU() \
-  if (!have_cuda_device()) GTEST_SKIP() << "no CUDA device found: GPU test skipped"
+using model_test::random_matrix;
+using model_test::random_vector;
 
 constexpr int kPageSize = 16;
 constexpr int kNumBlocks = 32;
@@ -61,23 +57,6 @@ double rel_error(const std::vector<float>& got, const std::vector<float>& want) 
 //   amplification by the norms and the softmax ≈ 1e-2; tolerance 2e-2.
 // bf16: u = 2^-8, 8x the f16 figure ≈ 8e-2; tolerance 0.1 (the f32 run is the tight logic check).
 double tolerance(GpuDType t) { return t == GpuDType::kF32 ? 1e-4 : t == GpuDType::kF16 ? 2e-2 : 0.1; }
-
-Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale / std::sqrt(static_cast<float>(cols)));
-  Matrix m;
-  m.rows = rows;
-  m.cols = cols;
-  m.data.resize(rows * cols);
-  for (float& x : m.data) x = d(rng);
-  return m;
-}
-
-std::vector<float> random_vector(int64_t n, std::mt19937& rng, float mean, float stddev) {
-  std::normal_distribution<float> d(mean, stddev);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 // llama: GQA 4, head_dim 64, q_dim != hidden, interleaved RoPE, SwiGLU, separate lm_head.
 // qwen2: QKV bias, GQA 2, head_dim 128, NeoX RoPE, tied head.
@@ -340,7 +319,7 @@ bool file_exists(const std::string& p) {
 class CudaModelSmolLm : public ::testing::TestWithParam<GpuDType> {
  protected:
   static void SetUpTestSuite() {
-    if (!have_cuda_device() || !file_exists(default_model_path())) return;
+    if (!model_test::have_cuda_device() || !file_exists(default_model_path())) return;
     model_ = load_model(default_model_path()).release();
   }
   static void TearDownTestSuite() {

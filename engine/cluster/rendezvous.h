@@ -21,7 +21,8 @@ namespace jarvis {
 inline constexpr uint32_t kRendezvousTag = 0x5244565a;  // "ZVDR" little-endian: rendezvous
 // Bumped whenever the messages ranks exchange change shape; two builds of one version that
 // disagree on it cannot work together.
-inline constexpr int kRendezvousProtocol = 3;  // 2: hellos carry the KV layout; 3: stage wire form 4 (devices, NCCL steps)
+inline constexpr int kRendezvousProtocol = 4;  // 2: hellos carry the KV layout; 3: stage wire form 4 (devices, NCCL steps);
+                                               // 4: rank 1 answers an NCCL-able rank 0 after the kHello
 
 class RendezvousError : public Error {
  public:

@@ -119,6 +119,7 @@ inline uint64_t g_next_key = 1;
 class MemDeviceLink : public transport::DeviceLink {
  public:
   MemDeviceLink(std::shared_ptr<Channel> c, std::chrono::nanoseconds timeout) : c_(std::move(c)), timeout_(timeout) {}
+  const std::shared_ptr<Channel>& channel() const { return c_; }
   void send(const void* data, size_t bytes) override {
     std::lock_guard<std::mutex> lk(c_->mu);
     if (c_->fail_sends) throw transport::LinkBroken("transfer failed: peer gone");

@@ -69,8 +69,9 @@ struct Rank0 {
     // Remembers the channel rank 0 makes, so a test can lose or break its transfers.
     runner->set_device_link_factory([this](transport::Link& c, int rank, int device, std::chrono::nanoseconds t) {
       auto link = make_mem_link(c, rank, device, t);
-      std::lock_guard<std::mutex> lk(g_mu);
-      channel = g_channels.at(g_next_key - 1);
+      // From the link itself: the workers' hops register channels concurrently, so "the newest
+      // key" may be theirs.
+      channel = static_cast<MemDeviceLink&>(*link).channel();
       return link;
     });
     runner->set_nccl(spec.nccl);

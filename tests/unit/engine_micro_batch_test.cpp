@@ -41,15 +41,8 @@ std::unique_ptr<StepExecutor> start(const Model& rank0, WorkerThreads& workers, 
   return exec;
 }
 
-EngineConfig config() {
-  EngineConfig c;
-  c.threads = 1;
-  c.page_size = kPageSize;
-  c.kv_blocks = kBlocks;
-  c.max_num_seqs = 16;
-  c.prefill_chunk = 24;  // long prompts travel as several chunks
-  return c;
-}
+// Prefill chunks of 24 tokens: long prompts travel as several chunks.
+EngineConfig config() { return ring_engine_config(kBlocks, 24); }
 
 const char* const kSubjects[] = {"cats", "the sea", "winter", "coffee", "music", "the moon", "rivers", "trains"};
 

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/engine.h"
 #include "engine/pipeline/stage_worker.h"
 #include "engine/step_executor.h"
 #include "pipeline_workload.h"
@@ -51,6 +52,18 @@ struct WorkerThreads {
     });
   }
 };
+
+// Rank 0's engine settings: one thread, `blocks` KV blocks of kPageSize positions, up to 16
+// sequences, prompts in chunks of `prefill_chunk` tokens.
+inline EngineConfig ring_engine_config(int blocks, int prefill_chunk) {
+  EngineConfig c;
+  c.threads = 1;
+  c.page_size = kPageSize;
+  c.kv_blocks = blocks;
+  c.max_num_seqs = 16;
+  c.prefill_chunk = prefill_chunk;
+  return c;
+}
 
 // Forwards everything, the sampling hooks included, and records how many steps were in the ring
 // at once, the most sequences one step carried, and how many steps went with sample requests.

@@ -37,15 +37,8 @@ constexpr int kBlocks = 96;
 
 using engine_test::SamplingShard;
 
-EngineConfig config() {
-  EngineConfig c;
-  c.threads = 1;
-  c.page_size = kPageSize;
-  c.kv_blocks = kBlocks;
-  c.max_num_seqs = 16;
-  c.prefill_chunk = 8;  // prompts (and their prompt-logprob rows) cross several steps
-  return c;
-}
+// Prefill chunks of 8 tokens: prompts (and their prompt-logprob rows) cross several steps.
+EngineConfig config() { return ring_engine_config(kBlocks, 8); }
 
 SamplingParams penalised(uint64_t seed) {
   SamplingParams p;

@@ -175,32 +175,28 @@ TEST(EngineDeviceSampling, SameTokensAndLogprobsAsTheHostPath) {
     rs[3].options.prompt_logprobs = 2;  // its prompt rows stay on the host path
     return rs;
   };
-  Events host, device;
-  {
-    Engine e(*model, *tok, c, nullptr);
+  // The requests through `e`, streamed into `events`, until all four finished.
+  auto run = [&](Engine& e, Events& events) {
     engine_test::Collector done;
     for (Request& r : requests()) {
       const std::string id = r.id;
       e.submit(std::move(r), [&, id](const RequestUpdate& u) {
-        host.callback(id)(u);
+        events.callback(id)(u);
         done.callback(id)(u);
       });
     }
     ASSERT_TRUE(done.wait(4));
+  };
+  Events host, device;
+  {
+    Engine e(*model, *tok, c, nullptr);
+    ASSERT_NO_FATAL_FAILURE(run(e, host));
   }
   auto shard = std::make_unique<engine_test::SamplingShard>(*model, c.kv_blocks, c.page_size);
   std::shared_ptr<int> sampled = shard->sampled;
   {
     Engine e(*model, *tok, c, nullptr, std::make_unique<StepRunner>(std::move(shard)));
-    engine_test::Collector done;
-    for (Request& r : requests()) {
-      const std::string id = r.id;
-      e.submit(std::move(r), [&, id](const RequestUpdate& u) {
-        device.callback(id)(u);
-        done.callback(id)(u);
-      });
-    }
-    ASSERT_TRUE(done.wait(4));
+    ASSERT_NO_FATAL_FAILURE(run(e, device));
   }
   EXPECT_EQ(*sampled, 4 * 6);
   for (int i = 0; i < 4; ++i) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/gpu/bench_device.h"
 #include "kernels/cuda/attention.h"
 
 namespace {
@@ -26,32 +27,7 @@ using jarvis::cuda::DType;
     }                                                                                       \
   } while (0)
 
-struct Device {
-  std::string name;
-  int sms = 0, major = 0;
-  double peak_bw = 0;         // bytes/s from the memory clock and bus width
-  double peak_fp32 = 0;       // FLOP/s of the SIMT fp32 pipes (what this kernel uses today)
-  double peak_tensor16 = 0;   // dense fp16/bf16 tensor-core FLOP/s (what a tuned kernel targets)
-};
-
-Device query_device() {
-  Device d;
-  int dev = 0, mem_khz = 0, bus_bits = 0, clock_khz = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceProp prop;
-  cudaGetDeviceProperties(&prop, dev);
-  d.name = prop.name;
-  d.sms = prop.multiProcessorCount;
-  d.major = prop.major;
-  cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, dev);
-  cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, dev);
-  cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, dev);
-  d.peak_bw = 2.0 * mem_khz * 1e3 * bus_bits / 8;  // double data rate
-  d.peak_fp32 = d.sms * 128.0 * 2 * clock_khz * 1e3;
-  // Dense fp16 tensor FLOP per SM per clock: 2048 on sm_80 (A100 312 TF), 4096 on sm_90 (H100 989 TF).
-  d.peak_tensor16 = d.sms * (d.major >= 9 ? 4096.0 : 2048.0) * clock_khz * 1e3;
-  return d;
-}
+using jarvis::bench::Device;
 
 struct Shape {
   DType dtype;
@@ -114,21 +90,11 @@ bool time_attention(const Device& dev, const Shape& s, double& ms, int iters) {
   p.max_blocks_per_seq = blocks_per_seq;
   p.workspace = static_cast<float*>(ws);
 
-  cudaEvent_t t0, t1;
-  BENCH_CHECK(cudaEventCreate(&t0));
-  BENCH_CHECK(cudaEventCreate(&t1));
-  for (int i = 0; i < 3; ++i) BENCH_CHECK(jarvis::cuda::paged_attention(p, nullptr));
-  BENCH_CHECK(cudaEventRecord(t0));
-  for (int i = 0; i < iters; ++i) BENCH_CHECK(jarvis::cuda::paged_attention(p, nullptr));
-  BENCH_CHECK(cudaEventRecord(t1));
-  BENCH_CHECK(cudaEventSynchronize(t1));
-  float total_ms = 0;
-  BENCH_CHECK(cudaEventElapsedTime(&total_ms, t0, t1));
-  ms = total_ms / iters;
+  const auto launch = [&](int) { return jarvis::cuda::paged_attention(p, nullptr); };
+  for (int i = 0; i < 3; ++i) BENCH_CHECK(launch(i));
+  BENCH_CHECK(jarvis::bench::time_launches(nullptr, iters, launch, ms));
   std::printf("  plan: row_tiles=%d kv_chunk=%d splits=%d\n", p.plan.max_row_tiles, p.plan.kv_chunk,
               p.plan.max_splits);
-  cudaEventDestroy(t0);
-  cudaEventDestroy(t1);
   for (void* ptr : {q, k, v, out, meta, ws}) cudaFree(ptr);
   return true;
 }
@@ -139,12 +105,8 @@ const char* name(DType t) { return t == DType::kF32 ? "f32" : t == DType::kF16 ?
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-    std::printf("no CUDA device found: benchmark skipped\n");
-    return 0;
-  }
-  const Device dev = query_device();
+  if (!jarvis::bench::cuda_device_found()) return 0;
+  const Device dev = jarvis::bench::query_device();
   std::printf("device: %s, %d SMs, peak memory %.2f TB/s, fp32 SIMT %.1f TFLOP/s, fp16 tensor %.0f TFLOP/s\n",
               dev.name.c_str(), dev.sms, dev.peak_bw / 1e12, dev.peak_fp32 / 1e12, dev.peak_tensor16 / 1e12);
   std::printf("(nominal: H100 SXM 3.35 TB/s, H200 4.8 TB/s, A100 80GB 2.0 TB/s)\n\n");

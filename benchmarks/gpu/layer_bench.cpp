@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/gpu/bench_device.h"
 #include "csrc/cuda/cuda_model.h"
 #include "csrc/cuda/device_memory.h"
 #include "kernels/cuda/activation.h"
@@ -35,26 +36,7 @@ namespace {
 
 using jarvis::cuda::DType;
 
-struct Device {
-  std::string name;
-  double peak_bw = 0;  // bytes/s from the memory clock and bus width
-  size_t l2 = 0;
-};
-
-Device query_device() {
-  Device d;
-  int dev = 0, mem_khz = 0, bus_bits = 0, l2 = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceProp prop;
-  cudaGetDeviceProperties(&prop, dev);
-  d.name = prop.name;
-  cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, dev);
-  cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, dev);
-  cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev);
-  d.peak_bw = 2.0 * mem_khz * 1e3 * bus_bits / 8;  // double data rate
-  d.l2 = static_cast<size_t>(l2);
-  return d;
-}
+using jarvis::bench::Device;
 
 struct Shape {
   const char* name;
@@ -124,19 +106,13 @@ double time_kernel(const Device& dev, const std::vector<size_t>& sizes, int iter
     for (size_t c = 0; c < copies; ++c) init(stream.get(), all[c]);
   }
   for (size_t c = 0; c < copies; ++c) run(stream.get(), all[c]);  // warm-up, and every copy touched
-  cudaEvent_t t0, t1;
-  BENCH_CHECK(cudaEventCreate(&t0));
-  BENCH_CHECK(cudaEventCreate(&t1));
-  BENCH_CHECK(cudaEventRecord(t0, stream.get()));
-  for (int i = 0; i < iters; ++i) run(stream.get(), all[static_cast<size_t>(i) % copies]);
-  BENCH_CHECK(cudaEventRecord(t1, stream.get()));
-  BENCH_CHECK(cudaEventSynchronize(t1));
-  float ms = 0;
-  BENCH_CHECK(cudaEventElapsedTime(&ms, t0, t1));
-  cudaEventDestroy(t0);
-  cudaEventDestroy(t1);
+  double ms = 0;
+  BENCH_CHECK(jarvis::bench::time_launches(stream.get(), iters, [&](int i) {
+    run(stream.get(), all[static_cast<size_t>(i) % copies]);
+    return cudaSuccess;
+  }, ms));
   BENCH_CHECK(cudaGetLastError());
-  return 1e3 * ms / iters;
+  return 1e3 * ms;
 }
 
 void bench_kernels(const Device& dev, const Shape& s, const std::vector<int>& batches, int iters) {
@@ -392,13 +368,9 @@ void write_json(const Device& dev) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-    std::printf("no CUDA device found: benchmark skipped\n");
-    return 0;
-  }
+  if (!jarvis::bench::cuda_device_found()) return 0;
   try {
-    const Device dev = query_device();
+    const Device dev = jarvis::bench::query_device();
     std::printf("device: %s, peak memory bandwidth %.2f TB/s (memory clock x bus width), L2 %.0f MiB\n",
                 dev.name.c_str(), dev.peak_bw / 1e12, dev.l2 / 1048576.0);
     std::printf("columns: kernel, shape, rows (decode batch), time per call, achieved bandwidth, %% of peak\n\n");

@@ -224,6 +224,26 @@ int CudaModel::plan_step(const BatchView& batch) {
   }
   if (n == 0) return 0;
 
+  const cuda::AttentionPlan plan =
+      cuda::plan_paged_attention(counts, starts, ns, config_.n_heads, config_.n_kv_heads, num_sms_);
+
+  reserve(n);
+  seq_meta_.grow(h_meta_.size() * sizeof(int32_t), "batch metadata");
+  const size_t ws = cuda::attention_workspace_bytes(plan, n, config_.n_heads, config_.head_dim);
+  if (ws > 0) attn_workspace_.grow(ws, "attention split-KV workspace");
+  cudaStream_t st = stream_.get();
+  JARVIS_CUDA_CHECK(
+      cudaMemcpyAsync(positions_.get(), h_positions_.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, st));
+  JARVIS_CUDA_CHECK(cudaMemcpyAsync(slots_.get(), h_slots_.data(), n * sizeof(int64_t), cudaMemcpyHostToDevice, st));
+  JARVIS_CUDA_CHECK(cudaMemcpyAsync(seq_meta_.get(), h_meta_.data(), h_meta_.size() * sizeof(int32_t),
+                                    cudaMemcpyHostToDevice, st));
+  float* workspace = ws > 0 ? attn_workspace_.as<float>() : nullptr;
+  set_attention_params(ns, n, max_blocks, plan, seq_meta_.as<int32_t>(), workspace);
+  return n;
+}
+
+void CudaModel::set_attention_params(int n_seqs, int n_tokens, int max_blocks, const cuda::AttentionPlan& plan,
+                                     const int32_t* meta, float* workspace) {
   cuda::PagedAttentionParams& p = attn_params_;
   p = cuda::PagedAttentionParams{};
   p.dtype = dtype_;
@@ -232,30 +252,17 @@ int CudaModel::plan_step(const BatchView& batch) {
   p.head_dim = config_.head_dim;
   p.page_size = page_size_;
   p.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));  // as llama_block.cpp
-  p.n_seqs = ns;
-  p.total_tokens = n;
+  p.n_seqs = n_seqs;
+  p.total_tokens = n_tokens;
   p.max_blocks_per_seq = max_blocks;
-  p.plan = cuda::plan_paged_attention(counts, starts, ns, config_.n_heads, config_.n_kv_heads, num_sms_);
-
-  reserve(n);
-  seq_meta_.grow(h_meta_.size() * sizeof(int32_t), "batch metadata");
-  const size_t ws = cuda::attention_workspace_bytes(p.plan, n, config_.n_heads, config_.head_dim);
-  if (ws > 0) attn_workspace_.grow(ws, "attention split-KV workspace");
-  cudaStream_t st = stream_.get();
-  JARVIS_CUDA_CHECK(
-      cudaMemcpyAsync(positions_.get(), h_positions_.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, st));
-  JARVIS_CUDA_CHECK(cudaMemcpyAsync(slots_.get(), h_slots_.data(), n * sizeof(int64_t), cudaMemcpyHostToDevice, st));
-  JARVIS_CUDA_CHECK(cudaMemcpyAsync(seq_meta_.get(), h_meta_.data(), h_meta_.size() * sizeof(int32_t),
-                                    cudaMemcpyHostToDevice, st));
-  const int32_t* meta = seq_meta_.as<int32_t>();
+  p.plan = plan;
   p.token_offset = meta;
-  p.n_tokens = meta + ns;
-  p.start_pos = meta + 2 * ns;
-  p.block_tables = meta + 3 * ns;
+  p.n_tokens = meta + n_seqs;
+  p.start_pos = meta + 2 * n_seqs;
+  p.block_tables = meta + 3 * n_seqs;
   p.q = q_.get();
   p.out = attn_.get();
-  p.workspace = ws > 0 ? attn_workspace_.as<float>() : nullptr;
-  return n;
+  p.workspace = workspace;
 }
 
 void CudaModel::layer_forward(int layer, int n) {

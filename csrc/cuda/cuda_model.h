@@ -74,6 +74,10 @@ class CudaModel : public ShardForward {
   void allocate_kv(const CudaShardOptions& options);
   // Host-side checks and metadata of a step (as Model::forward_layers); returns total tokens.
   int plan_step(const BatchView& batch);
+  // Fills attn_params_ (what layer_forward reads) for a batch whose metadata is at `meta` on the
+  // device: [token_offset | n_tokens | start_pos] per sequence, then the block tables.
+  void set_attention_params(int n_seqs, int n_tokens, int max_blocks, const cuda::AttentionPlan& plan,
+                            const int32_t* meta, float* workspace);
   void layer_forward(int layer, int n);
   // Validates one slice's positions and block ids; returns the blocks its positions need.
   int64_t checked_blocks(const SequenceSlice& s) const;

@@ -140,26 +140,9 @@ bool CudaModel::decode_step(const BatchView& batch, float* hidden) {
 
 void CudaModel::run_decode_layers(size_t graph) {
   const int b = kBuckets[graph / decode_contexts_.size()];
-  cuda::PagedAttentionParams& p = attn_params_;  // what layer_forward reads
-  p = cuda::PagedAttentionParams{};
-  p.dtype = dtype_;
-  p.n_heads = config_.n_heads;
-  p.n_kv_heads = config_.n_kv_heads;
-  p.head_dim = config_.head_dim;
-  p.page_size = page_size_;
-  p.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));  // as plan_step
-  p.n_seqs = b;
-  p.total_tokens = b;
-  p.max_blocks_per_seq = decode_blocks_;
-  p.plan = decode_plans_[graph];
-  const int32_t* meta = decode_meta_.as<int32_t>();
-  p.token_offset = meta;
-  p.n_tokens = meta + b;
-  p.start_pos = meta + 2 * b;
-  p.block_tables = meta + 3 * b;
-  p.q = q_.get();
-  p.out = attn_.get();
-  p.workspace = p.plan.max_splits > 1 ? decode_workspace_.as<float>() : nullptr;
+  const cuda::AttentionPlan& plan = decode_plans_[graph];
+  set_attention_params(b, b, decode_blocks_, plan, decode_meta_.as<int32_t>(),
+                       plan.max_splits > 1 ? decode_workspace_.as<float>() : nullptr);
   JARVIS_CUDA_CHECK(cuda::rope_cos_sin(positions_.as<int32_t>(), inv_freq_.as<double>(), cos_sin_.as<float>(), b,
                                        config_.rope_dim / 2, stream_.get()));
   for (int l = 0; l < n_layers(); ++l) layer_forward(l, b);

@@ -19,8 +19,8 @@
 #include "engine/pipeline/pipeline_executor.h"
 #include "engine/pipeline/stage_worker.h"
 #include "engine_collector.h"
+#include "engine_ring.h"
 #include "pipeline_workload.h"
-#include "transport/inproc_link.h"
 
 namespace jarvis {
 namespace {
@@ -31,85 +31,18 @@ using engine_test::Collector;
 
 constexpr int kBlocks = 96;
 
-// Forwards to a PipelineExecutor and records how many steps were in the ring at once.
-class CountingExecutor : public StepExecutor {
- public:
-  explicit CountingExecutor(std::unique_ptr<StepExecutor> inner) : inner_(std::move(inner)) {}
-  int max_in_flight() const override { return inner_->max_in_flight(); }
-  void submit(const ScheduledStep& step, const std::vector<int>& rows) override {
-    inner_->submit(step, rows);
-    std::lock_guard<std::mutex> lock(mu_);
-    max_outstanding_ = std::max(max_outstanding_, ++outstanding_);
-    max_seqs_ = std::max(max_seqs_, static_cast<int>(step.seqs.size()));
-  }
-  const float* collect() override {
-    const float* logits = inner_->collect();
-    std::lock_guard<std::mutex> lock(mu_);
-    --outstanding_;
-    return logits;
-  }
-  void release(const std::vector<int64_t>& ids) override { inner_->release(ids); }
-  int vocab() const override { return inner_->vocab(); }
-  int max_outstanding() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return max_outstanding_;
-  }
-  int max_seqs() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return max_seqs_;
-  }
-
- private:
-  std::unique_ptr<StepExecutor> inner_;
-  mutable std::mutex mu_;
-  int outstanding_ = 0, max_outstanding_ = 0, max_seqs_ = 0;
-};
-
-// Ranks 1 and 2 on threads; rank 0 is the engine's PipelineExecutor. Destroying the engine
-// destroys the executor, whose closed output link stops worker 1, and so on.
-struct WorkerThreads {
-  std::unique_ptr<Model> m1, m2;
-  std::unique_ptr<StageWorker> w1, w2;
-  std::thread t1, t2;
-
-  std::unique_ptr<StepExecutor> start(const Model& rank0, int a, int b, int max_in_flight) {
-    m1 = load_model(model_path(), shard(a, a + b, false));
-    m2 = load_model(model_path(), shard(a + b, -1, false));
-    w1 = std::make_unique<StageWorker>(*m1, kBlocks, kPageSize, 1);
-    w2 = std::make_unique<StageWorker>(*m2, kBlocks, kPageSize, 1);
-    auto [r0_out, w1_in] = transport::make_inproc_link_pair();
-    auto [w1_out, w2_in] = transport::make_inproc_link_pair();
-    auto [w2_out, r0_in] = transport::make_inproc_link_pair();
-    t1 = spawn(*w1, std::move(w1_in), std::move(w1_out));
-    t2 = spawn(*w2, std::move(w2_in), std::move(w2_out));
-    PipelineOptions o;
-    o.max_in_flight = max_in_flight;
-    auto exec = std::make_unique<PipelineExecutor>(rank0, kBlocks, kPageSize, 1, std::move(r0_out),
-                                                   std::move(r0_in), o);
-    exec->handshake();
-    return exec;
-  }
-  void join() {
-    if (t1.joinable()) t1.join();
-    if (t2.joinable()) t2.join();
-  }
-  static std::thread spawn(StageWorker& w, std::unique_ptr<transport::Link> in, std::unique_ptr<transport::Link> out) {
-    return std::thread([&w, in = std::move(in), out = std::move(out)]() mutable {
-      w.run(*in, *out);
-      out.reset();
-    });
-  }
-};
-
-EngineConfig config() {
-  EngineConfig c;
-  c.threads = 1;
-  c.page_size = kPageSize;
-  c.kv_blocks = kBlocks;
-  c.max_num_seqs = 16;
-  c.prefill_chunk = 24;  // long prompts travel as several chunks
-  return c;
+// Rank 0's PipelineExecutor at the head of `workers`' ring, up to `max_in_flight` steps in it.
+std::unique_ptr<StepExecutor> start(const Model& rank0, WorkerThreads& workers, int max_in_flight) {
+  PipelineOptions o;
+  o.max_in_flight = max_in_flight;
+  auto exec = std::make_unique<PipelineExecutor>(rank0, kBlocks, kPageSize, 1, std::move(workers.to_next),
+                                                 std::move(workers.from_last), o);
+  exec->handshake();
+  return exec;
 }
+
+// Prefill chunks of 24 tokens: long prompts travel as several chunks.
+EngineConfig config() { return ring_engine_config(kBlocks, 24); }
 
 const char* const kSubjects[] = {"cats", "the sea", "winter", "coffee", "music", "the moon", "rivers", "trains"};
 
@@ -167,8 +100,8 @@ TEST(EngineMicroBatches, SixteenStreamsOverThreeRanksMatchOneRank) {
     want = run_all(one, reqs);
   }
   for (int micro_batches : {3, 1}) {
-    WorkerThreads workers;
-    auto counting = std::make_unique<CountingExecutor>(workers.start(*m.rank0, 10, 10, micro_batches));
+    WorkerThreads workers(10, 20, kBlocks);
+    auto counting = std::make_unique<CountingExecutor>(start(*m.rank0, workers, micro_batches));
     CountingExecutor* seen = counting.get();
     std::map<std::string, std::vector<int32_t>> got;
     int max_outstanding = 0, max_seqs = 0;
@@ -204,9 +137,9 @@ TEST(EngineMicroBatches, CancelWhileInTheRingLeavesOthersIntact) {
     Engine one(*m.full, *m.tok, config(), nullptr);
     want = run_all(one, reqs);
   }
-  WorkerThreads workers;
+  WorkerThreads workers(10, 20, kBlocks);
   {
-    Engine ring(*m.rank0, *m.tok, config(), nullptr, workers.start(*m.rank0, 10, 10, 3));
+    Engine ring(*m.rank0, *m.tok, config(), nullptr, start(*m.rank0, workers, 3));
     Collector c;
     Request victim = reqs[0];
     victim.id = "victim";

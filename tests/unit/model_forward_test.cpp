@@ -10,6 +10,7 @@
 #include "csrc/model/model.h"
 #include "csrc/util/error.h"
 #include "kernels/cpu/thread_pool.h"
+#include "tests/common/random_weights.h"
 
 namespace jarvis {
 namespace {
@@ -29,15 +30,7 @@ ModelConfig tiny_config() {
   return c;
 }
 
-Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng) {
-  std::normal_distribution<float> d(0.0f, 1.0f / std::sqrt(static_cast<float>(cols)));
-  Matrix m;
-  m.rows = rows;
-  m.cols = cols;
-  m.data.resize(rows * cols);
-  for (float& x : m.data) x = d(rng);
-  return m;
-}
+using model_test::random_matrix;
 
 std::unique_ptr<Model> tiny_model(ShardSpec shard = ShardSpec::full()) {
   const ModelConfig c = tiny_config();

@@ -17,16 +17,15 @@
 #include <thread>
 #include <vector>
 
-#include "csrc/model/cpu_shard.h"
 #include "csrc/sampling/sample_request.h"
 #include "csrc/tokenizer/tokenizer.h"
 #include "engine/engine.h"
 #include "engine/pipeline/pipeline_executor.h"
-#include "engine/pipeline/stage_worker.h"
 #include "engine/step_runner.h"
 #include "engine_collector.h"
-#include "kernels/cpu/thread_pool.h"
+#include "engine_ring.h"
 #include "pipeline_workload.h"
+#include "sampling_shard.h"
 #include "transport/inproc_link.h"
 
 namespace jarvis {
@@ -36,123 +35,10 @@ using namespace pipeline_test;
 
 constexpr int kBlocks = 96;
 
-// A CPU shard that claims to sample on its device: sample_logits computes the rows' logits and
-// samples them on the host with the reference, counting the rows.
-class SamplingShard : public ShardForward {
- public:
-  SamplingShard(const Model& m, int blocks) : pool_(1), inner_(m, blocks, kPageSize, pool_) {}
-  const ModelConfig& config() const override { return inner_.config(); }
-  const ShardSpec& shard() const override { return inner_.shard(); }
-  int num_blocks() const override { return inner_.num_blocks(); }
-  int page_size() const override { return inner_.page_size(); }
-  std::string device_name() const override { return "cpu (sampling)"; }
-  void embed(const int32_t* t, int n, float* h) override { inner_.embed(t, n, h); }
-  void forward_layers(const BatchView& b, float* h) override { inner_.forward_layers(b, h); }
-  void compute_logits(const float* h, int n, float* l) override { inner_.compute_logits(h, n, l); }
-  bool samples_on_device() const override { return true; }
-  void sample_logits(const float* hidden, const std::vector<SampleRequest>& requests, SampleResult* out) override {
-    const int v = config().vocab_size;
-    std::vector<float> logits(requests.size() * static_cast<size_t>(v));
-    inner_.compute_logits(hidden, static_cast<int>(requests.size()), logits.data());
-    for (size_t i = 0; i < requests.size(); ++i) {
-      out[i] = sample_request_on_host(requests[i], logits.data() + i * static_cast<size_t>(v), v);
-    }
-    *sampled += static_cast<int>(requests.size());
-  }
-  std::shared_ptr<int> sampled = std::make_shared<int>(0);  // outlives the shard (the engine owns it)
+using engine_test::SamplingShard;
 
- private:
-  cpu::ThreadPool pool_;
-  CpuShard inner_;
-};
-
-// Forwards everything, the sampling hooks included, and records how many steps were in the ring
-// at once and how many went with sample requests.
-class CountingExecutor : public StepExecutor {
- public:
-  explicit CountingExecutor(std::unique_ptr<StepExecutor> inner) : inner_(std::move(inner)) {}
-  int max_in_flight() const override { return inner_->max_in_flight(); }
-  void submit(const ScheduledStep& step, const std::vector<int>& rows) override {
-    inner_->submit(step, rows);
-    count(false);
-  }
-  bool samples_on_device() const override { return inner_->samples_on_device(); }
-  void submit_sampled(const ScheduledStep& step, const std::vector<int>& rows,
-                      const std::vector<SampleRequest>& requests) override {
-    inner_->submit_sampled(step, rows, requests);
-    count(true);
-  }
-  const std::vector<SampleResult>& samples() const override { return inner_->samples(); }
-  const float* collect() override {
-    const float* logits = inner_->collect();
-    std::lock_guard<std::mutex> lock(mu_);
-    --outstanding_;
-    return logits;
-  }
-  void release(const std::vector<int64_t>& ids) override { inner_->release(ids); }
-  int vocab() const override { return inner_->vocab(); }
-  int max_outstanding() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return max_outstanding_;
-  }
-  int sampled_steps() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return sampled_steps_;
-  }
-
- private:
-  void count(bool sampled) {
-    std::lock_guard<std::mutex> lock(mu_);
-    max_outstanding_ = std::max(max_outstanding_, ++outstanding_);
-    sampled_steps_ += sampled;
-  }
-  std::unique_ptr<StepExecutor> inner_;
-  mutable std::mutex mu_;
-  int outstanding_ = 0, max_outstanding_ = 0, sampled_steps_ = 0;
-};
-
-// Ranks 1 ([10, 20)) and 2 ([20, 30)) on threads; destroying the executor stops them in turn.
-struct Workers {
-  std::unique_ptr<Model> m1, m2;
-  std::unique_ptr<StageWorker> w1, w2;
-  std::thread t1, t2;
-  std::unique_ptr<transport::Link> to_next, from_last;
-
-  Workers() {
-    m1 = load_model(model_path(), shard(10, 20, false));
-    m2 = load_model(model_path(), shard(20, -1, false));
-    w1 = std::make_unique<StageWorker>(*m1, kBlocks, kPageSize, 1);
-    w2 = std::make_unique<StageWorker>(*m2, kBlocks, kPageSize, 1);
-    auto [r0_out, w1_in] = transport::make_inproc_link_pair();
-    auto [w1_out, w2_in] = transport::make_inproc_link_pair();
-    auto [w2_out, r0_in] = transport::make_inproc_link_pair();
-    t1 = spawn(*w1, std::move(w1_in), std::move(w1_out));
-    t2 = spawn(*w2, std::move(w2_in), std::move(w2_out));
-    to_next = std::move(r0_out);
-    from_last = std::move(r0_in);
-  }
-  ~Workers() {
-    to_next.reset();  // unused (the executor was never made): stops worker 1, then 2
-    if (t1.joinable()) t1.join();
-    if (t2.joinable()) t2.join();
-  }
-  static std::thread spawn(StageWorker& w, std::unique_ptr<transport::Link> in, std::unique_ptr<transport::Link> out) {
-    return std::thread([&w, in = std::move(in), out = std::move(out)]() mutable {
-      w.run(*in, *out);
-      out.reset();
-    });
-  }
-};
-
-EngineConfig config() {
-  EngineConfig c;
-  c.threads = 1;
-  c.page_size = kPageSize;
-  c.kv_blocks = kBlocks;
-  c.max_num_seqs = 16;
-  c.prefill_chunk = 8;  // prompts (and their prompt-logprob rows) cross several steps
-  return c;
-}
+// Prefill chunks of 8 tokens: prompts (and their prompt-logprob rows) cross several steps.
+EngineConfig config() { return ring_engine_config(kBlocks, 8); }
 
 SamplingParams penalised(uint64_t seed) {
   SamplingParams p;
@@ -284,14 +170,14 @@ TEST(PipelineDeviceSampling, RankZeroSamplingGivesWhatOneRankAndThePlainRingGive
                         {"device sampling switched off, M=3", true, false, 3}};
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
-    Workers w;
+    WorkerThreads w(10, 20, kBlocks);
     PipelineOptions o;
     o.max_in_flight = c.micro_batches;
     o.device_sampling = c.device_sampling;
     std::shared_ptr<int> sampled = std::make_shared<int>(0);
     std::unique_ptr<PipelineExecutor> exec;
     if (c.sampling_shard) {
-      auto s = std::make_unique<SamplingShard>(*rank0, kBlocks);
+      auto s = std::make_unique<SamplingShard>(*rank0, kBlocks, kPageSize);
       sampled = s->sampled;
       exec = std::make_unique<PipelineExecutor>(std::move(s), std::move(w.to_next), std::move(w.from_last), o);
     } else {
@@ -329,7 +215,7 @@ TEST(PipelineDeviceSampling, TailOnTheLastRankKeepsHostSampling) {
   auto [a, b] = transport::make_inproc_link_pair();
   PipelineOptions o;
   o.stats_interval = std::chrono::milliseconds(0);
-  PipelineRunner runner(std::make_unique<SamplingShard>(*m, kBlocks), *a, *b, o);
+  PipelineRunner runner(std::make_unique<SamplingShard>(*m, kBlocks, kPageSize), *a, *b, o);
   EXPECT_TRUE(runner.shard().samples_on_device());
   EXPECT_FALSE(runner.samples_on_device());
   ScheduledStep step;
@@ -342,7 +228,7 @@ TEST(PipelineDeviceSampling, BadRequestsAreRefusedBeforeAnythingIsSent) {
   auto [a, b] = transport::make_inproc_link_pair();
   PipelineOptions o;
   o.stats_interval = std::chrono::milliseconds(0);
-  PipelineRunner runner(std::make_unique<SamplingShard>(*m, kBlocks), *a, *b, o);
+  PipelineRunner runner(std::make_unique<SamplingShard>(*m, kBlocks, kPageSize), *a, *b, o);
   EXPECT_TRUE(runner.samples_on_device());
   ScheduledStep step;
   SampleRequest outside, first;
@@ -352,7 +238,7 @@ TEST(PipelineDeviceSampling, BadRequestsAreRefusedBeforeAnythingIsSent) {
   EXPECT_EQ(runner.in_flight(), 0);
   o.device_sampling = false;
   auto [c, d] = transport::make_inproc_link_pair();
-  PipelineRunner off(std::make_unique<SamplingShard>(*m, kBlocks), *c, *d, o);
+  PipelineRunner off(std::make_unique<SamplingShard>(*m, kBlocks, kPageSize), *c, *d, o);
   EXPECT_FALSE(off.samples_on_device());
   EXPECT_THROW(off.submit_sampled(step, {0}, 0, {first}), InvalidArgument);
 }
@@ -360,9 +246,9 @@ TEST(PipelineDeviceSampling, BadRequestsAreRefusedBeforeAnythingIsSent) {
 // The one-rank switch: StepRunner(shard, false) leaves sampling to the host.
 TEST(PipelineDeviceSampling, StepRunnerSwitch) {
   std::unique_ptr<Model> full = load_model(model_path());
-  StepRunner on(std::make_unique<SamplingShard>(*full, 8));
+  StepRunner on(std::make_unique<SamplingShard>(*full, 8, kPageSize));
   EXPECT_TRUE(on.samples_on_device());
-  StepRunner off(std::make_unique<SamplingShard>(*full, 8), false);
+  StepRunner off(std::make_unique<SamplingShard>(*full, 8, kPageSize), false);
   EXPECT_FALSE(off.samples_on_device());
   ScheduledStep step;
   ScheduledSeq seq;

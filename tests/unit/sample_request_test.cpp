@@ -14,12 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "csrc/model/cpu_shard.h"
 #include "csrc/util/error.h"
 #include "engine/engine.h"
 #include "engine/step_runner.h"
 #include "engine_collector.h"
-#include "kernels/cpu/thread_pool.h"
+#include "sampling_shard.h"
 
 namespace jarvis {
 namespace {
@@ -135,36 +134,6 @@ TEST(SampleRequest, RequestPathEqualsSampler) {
 
 // ---- The engine's device-sampling path, on the CPU ----
 
-// A CPU shard that claims to sample on its device: sample_logits computes the rows' logits and
-// samples them with sample_request_on_host, so the engine takes its device path end to end.
-class SamplingCpuShard : public ShardForward {
- public:
-  SamplingCpuShard(const Model& m, int blocks, int page) : pool_(1), inner_(m, blocks, page, pool_) {}
-  const ModelConfig& config() const override { return inner_.config(); }
-  const ShardSpec& shard() const override { return inner_.shard(); }
-  int num_blocks() const override { return inner_.num_blocks(); }
-  int page_size() const override { return inner_.page_size(); }
-  std::string device_name() const override { return "cpu (sampling)"; }
-  void embed(const int32_t* t, int n, float* h) override { inner_.embed(t, n, h); }
-  void forward_layers(const BatchView& b, float* h) override { inner_.forward_layers(b, h); }
-  void compute_logits(const float* h, int n, float* l) override { inner_.compute_logits(h, n, l); }
-  bool samples_on_device() const override { return true; }
-  void sample_logits(const float* hidden, const std::vector<SampleRequest>& requests, SampleResult* out) override {
-    const int v = config().vocab_size;
-    std::vector<float> logits(requests.size() * static_cast<size_t>(v));
-    inner_.compute_logits(hidden, static_cast<int>(requests.size()), logits.data());
-    for (size_t i = 0; i < requests.size(); ++i) {
-      out[i] = sample_request_on_host(requests[i], logits.data() + i * static_cast<size_t>(v), v);
-    }
-    *sampled_ += static_cast<int>(requests.size());
-  }
-  std::shared_ptr<int> sampled_ = std::make_shared<int>(0);
-
- private:
-  cpu::ThreadPool pool_;
-  CpuShard inner_;
-};
-
 struct Events {
   std::mutex mu;
   std::map<std::string, std::vector<StreamEvent>> tokens;
@@ -206,32 +175,28 @@ TEST(EngineDeviceSampling, SameTokensAndLogprobsAsTheHostPath) {
     rs[3].options.prompt_logprobs = 2;  // its prompt rows stay on the host path
     return rs;
   };
+  // The requests through `e`, streamed into `events`, until all four finished.
+  auto run = [&](Engine& e, Events& events) {
+    engine_test::Collector done;
+    for (Request& r : requests()) {
+      const std::string id = r.id;
+      e.submit(std::move(r), [&, id](const RequestUpdate& u) {
+        events.callback(id)(u);
+        done.callback(id)(u);
+      });
+    }
+    ASSERT_TRUE(done.wait(4));
+  };
   Events host, device;
   {
     Engine e(*model, *tok, c, nullptr);
-    engine_test::Collector done;
-    for (Request& r : requests()) {
-      const std::string id = r.id;
-      e.submit(std::move(r), [&, id](const RequestUpdate& u) {
-        host.callback(id)(u);
-        done.callback(id)(u);
-      });
-    }
-    ASSERT_TRUE(done.wait(4));
+    ASSERT_NO_FATAL_FAILURE(run(e, host));
   }
-  auto shard = std::make_unique<SamplingCpuShard>(*model, c.kv_blocks, c.page_size);
-  std::shared_ptr<int> sampled = shard->sampled_;
+  auto shard = std::make_unique<engine_test::SamplingShard>(*model, c.kv_blocks, c.page_size);
+  std::shared_ptr<int> sampled = shard->sampled;
   {
     Engine e(*model, *tok, c, nullptr, std::make_unique<StepRunner>(std::move(shard)));
-    engine_test::Collector done;
-    for (Request& r : requests()) {
-      const std::string id = r.id;
-      e.submit(std::move(r), [&, id](const RequestUpdate& u) {
-        device.callback(id)(u);
-        done.callback(id)(u);
-      });
-    }
-    ASSERT_TRUE(done.wait(4));
+    ASSERT_NO_FATAL_FAILURE(run(e, device));
   }
   EXPECT_EQ(*sampled, 4 * 6);
   for (int i = 0; i < 4; ++i) {

@@ -1,0 +1,33 @@
+// Random weights for synthetic models in tests (CPU unit tests and GPU model tests alike; no CUDA
+// here): normal entries scaled so that activations stay O(1) through a few layers.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "csrc/model/weights.h"
+
+namespace jarvis::model_test {
+
+// Entries ~ N(0, scale^2 / cols): a product with a unit-variance row keeps about unit variance,
+// so activations stay O(1) through a few layers whatever the sizes.
+inline Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale / std::sqrt(static_cast<float>(cols)));
+  Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.data.resize(rows * cols);
+  for (float& x : m.data) x = d(rng);
+  return m;
+}
+
+inline std::vector<float> random_vector(int64_t n, std::mt19937& rng, float mean, float stddev) {
+  std::normal_distribution<float> d(mean, stddev);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+}  // namespace jarvis::model_test

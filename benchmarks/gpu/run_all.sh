@@ -90,6 +90,7 @@ SYSROOT=$DEPS/sysroot
 CMAKE_DEPS=()
 if [ -d "$SYSROOT/usr/lib/x86_64-linux-gnu" ]; then
   SYSLIB=$SYSROOT/usr/lib/x86_64-linux-gnu
+  chmod +x "$SYSROOT"/usr/bin/* 2>/dev/null  # in case a copy lost the modes: pkgconf must run
   export PKG_CONFIG_LIBDIR=$SYSLIB/pkgconfig:$SYSROOT/usr/share/pkgconfig
   export PKG_CONFIG_SYSROOT_DIR=$SYSROOT
   unset PKG_CONFIG_PATH
@@ -97,16 +98,26 @@ if [ -d "$SYSROOT/usr/lib/x86_64-linux-gnu" ]; then
   # brotli): the sysroot's libcurl and zlib must not shadow the image's for curl and python3.
   export LD_LIBRARY_PATH=$SYSROOT/runtime${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   export UCX_MODULE_DIR=$SYSLIB/ucx
-  CMAKE_DEPS=("-DCMAKE_PREFIX_PATH=$SYSROOT/usr;$SYSROOT" "-DPKG_CONFIG_EXECUTABLE=$SYSROOT/usr/bin/pkgconf")
+  # The multiarch include folder holds OpenSSL's configuration headers (cpp-httplib includes them):
+  # no .pc file names it, as the compiler searches /usr/include/x86_64-linux-gnu by itself.
+  CMAKE_DEPS=("-DCMAKE_PREFIX_PATH=$SYSROOT/usr;$SYSROOT" "-DPKG_CONFIG_EXECUTABLE=$SYSROOT/usr/bin/pkgconf"
+              "-DCMAKE_CXX_FLAGS=-isystem $SYSROOT/usr/include/x86_64-linux-gnu")
   echo "dependencies: $SYSROOT ($(wc -l <"$SYSROOT/PACKAGES.txt" 2>/dev/null || echo '?') Debian 12 packages)"
   # OpenSSL 3 is not carried (prepare_carry.sh): cpp-httplib takes the image's.
   ldconfig -p 2>/dev/null | grep -q 'libssl.so.3 ' || echo "WARNING: no libssl.so.3 on this machine: jarvis-serve/jarvis-bench will not link"
 else
   echo "no $SYSROOT (run benchmarks/gpu/prepare_carry.sh and carry .gpu-deps): CMake needs the libraries installed"
 fi
-# NCCL: the CUDA toolkit's, else the one Python's nvidia-nccl wheel brings (PyTorch images have it;
-# the wheel ships libnccl.so.2 but no libnccl.so link, so CMake is given the file itself).
-if ! ls /usr/local/cuda/lib64/libnccl.so* /usr/local/cuda/lib/libnccl.so* /usr/lib/x86_64-linux-gnu/libnccl.so* >/dev/null 2>&1; then
+# NCCL: where CMake's find_library(nccl) looks (the CUDA toolkit, the system), else the one Python's
+# nvidia-nccl wheel brings (PyTorch images have it; the wheel ships libnccl.so.2 but no libnccl.so
+# link, so CMake is given the file itself).
+HAVE_NCCL=""
+for f in /usr/local/cuda/lib64/libnccl.so /usr/local/cuda/lib/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so; do
+  [ -e "$f" ] && HAVE_NCCL=$f
+done
+if [ -n "$HAVE_NCCL" ]; then
+  echo "NCCL: $HAVE_NCCL"
+else
   NCCL_LIB=$(find /usr/local /opt /usr/lib -name 'libnccl.so*' -path '*nccl*' 2>/dev/null | sort | head -1)
   if [ -n "$NCCL_LIB" ] && [ -f "$(dirname "$NCCL_LIB")/../include/nccl.h" ]; then
     NCCL_INC=$(cd "$(dirname "$NCCL_LIB")/../include" && pwd)
@@ -120,6 +131,13 @@ fi
 # machine that nothing is taken from /usr (csrc/cuda/README.md).
 read -r -a EXTRA_CMAKE <<<"${JARVIS_GPU_CMAKE_ARGS:-}"
 # ---- end build environment ----
+# ---- no GPU (a dev machine checking this script): the phases that run on cuda:0 only skip ----
+if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+  echo "no GPU here (nvidia-smi -L lists none): phases 'cli' and 'serve' skip; the tests and benchmarks report their own skips"
+  PHASES=${PHASES// cli / }
+  PHASES=${PHASES// serve / }
+fi
+# ---- end no GPU ----
 BUILD=$ROOT/build-gpu
 TESTS=""
 MODEL_TESTS=""
@@ -323,7 +341,11 @@ if [ -n "${SERVE:-}" ] && [ -n "${JARVIS_TEST_MODEL:-}" ] && section serve 60; t
   step "serving on the GPU: jarvis-serve --device cuda:0, jarvis-bench at concurrency 1 and 16"
   "$SERVE" --model "$JARVIS_TEST_MODEL" --device cuda:0 --port 8790 >"$RES/serve_gpu.log" 2>&1 &
   SERVE_PID=$!
-  for _ in $(seq 120); do curl -sf http://127.0.0.1:8790/health >/dev/null 2>&1 && break; sleep 0.5; done
+  for _ in $(seq 120); do
+    curl -sf http://127.0.0.1:8790/health >/dev/null 2>&1 && break
+    kill -0 "$SERVE_PID" 2>/dev/null || break  # it exited: no use waiting the full minute
+    sleep 0.5
+  done
   curl -s http://127.0.0.1:8790/v1/completions -H 'Content-Type: application/json' \
     -d '{"prompt": "The capital of France is", "max_tokens": 16, "temperature": 0}' || status=1
   echo
@@ -365,4 +387,16 @@ fi
 # ---- end layer benchmark ----
 
 step "done: status $status"
+# ---- results bundle: the device tool brings back at most 8 files from $OUT ----
+# A full run writes more (build, test, sanitizer, serving and benchmark logs): past 8, all but
+# run_all.log (still being written) go into gpu_results.tgz, extracted on the dev machine with
+# `tar xzf gpu_results.tgz`.
+if [ -n "${OUT:-}" ] && [ "$(find "$RES" -maxdepth 1 -type f | wc -l)" -gt 8 ]; then
+  mapfile -t extra < <(cd "$RES" && find . -maxdepth 1 -type f ! -name run_all.log -printf '%P\n' | sort)
+  if tar czf "$RES/gpu_results.tgz.part" -C "$RES" "${extra[@]}"; then
+    (cd "$RES" && rm -f "${extra[@]}") && mv "$RES/gpu_results.tgz.part" "$RES/gpu_results.tgz"
+    echo "results: run_all.log and gpu_results.tgz (${#extra[@]} files: ${extra[*]})"
+  fi
+fi
+# ---- end results bundle ----
 exit $status

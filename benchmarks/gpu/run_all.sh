@@ -15,20 +15,27 @@
 #      layer_bench.json).
 # Everything goes to $OUT when set (the device tool brings it back), else build/gpu-results.
 #
-# Build paths. The GPU machines of this workplace reach no package registry, so nothing is
-# installed here. First choice: the project's CMake (-DJARVIS_CUDA=ON, Ninja or make), which needs
-# GTest, nlohmann_json and CLI11 to configure. If that configure fails, a direct build with nvcc
-# and g++ compiles only what the GPU tests need (kernels/, tests/gpu/) against GoogleTest built
-# from source: $GTEST_SRC, else /usr/src/googletest, else .gtest/ in the repo (carry it: on the
-# dev machine `mkdir -p .gtest && cp -r /usr/src/googletest/. .gtest/ && echo /.gtest/ >>
-# .git/info/exclude`, then name `.gtest` in the run's carry list). JARVIS_GPU_DIRECT=1 forces the
-# direct build; JOBS sets the parallelism (16).
+# Build paths. The GPU machines of this workplace have nvcc, CMake, ninja and python3 but none of
+# the project's C++ dependencies, and reach no package registry. So, on the dev machine first:
+#   bash benchmarks/gpu/prepare_carry.sh
+# which fills .gpu-deps/ (ignored): sysroot/ (Debian 12 UCX, prometheus-cpp, cpp-httplib, CLI11,
+# nlohmann_json, GoogleTest, pkgconf, unpacked with dpkg -x, ~12 MB) and an 8-layer SmolLM2
+# (50 MB, scripts/truncate_gguf.py), under the 64 MiB a run carries; then one device call:
+#   run(command="bash benchmarks/gpu/run_all.sh", carry=[".gpu-deps"], timeout_s=600)
+# (csrc/cuda/README.md, "First checks on a GPU machine", has the two-call split). Here CMake
+# (-DJARVIS_CUDA=ON) is pointed at .gpu-deps/sysroot (CMAKE_PREFIX_PATH, PKG_CONFIG_LIBDIR,
+# PKG_CONFIG_SYSROOT_DIR), the binaries find its libraries through their RUNPATH and
+# LD_LIBRARY_PATH=.gpu-deps/sysroot/runtime (UCX its transports through UCX_MODULE_DIR), and NCCL comes from the CUDA
+# toolkit or the image's Python nvidia-nccl wheel: everything builds, jarvis-serve, jarvis-worker,
+# jarvis-bench and the NCCL tests included. JARVIS_GPU_CMAKE_ARGS adds configure arguments.
+# If the configure or the build fails (no .gpu-deps, say), a direct build with nvcc and g++
+# compiles only the kernel and model tests and the two GPU benchmarks, against the sysroot's
+# GoogleTest, else GoogleTest sources ($GTEST_SRC, /usr/src/googletest, .gtest/).
+# JARVIS_GPU_DIRECT=1 forces the direct build; JOBS sets the parallelism (16).
 #
-# The model tests (tests/gpu/model/) also need csrc/ (direct build: nlohmann/json.hpp) and a
-# model file; the default model (98 MB) is more than a run carries (64 MiB). On the dev machine,
-# `benchmarks/gpu/prepare_carry.sh` fills .gpu-deps/ (ignored) with GoogleTest, nlohmann/json and
-# an 8-layer copy of SmolLM2 (50 MB, scripts/truncate_gguf.py); name `.gpu-deps` in carry.
-# Without a model file the SmolLM2 tests skip, saying so; the synthetic-model tests still run.
+# The model tests (tests/gpu/model/) read JARVIS_TEST_MODEL, else models/SmolLM2-...gguf, else
+# .gpu-deps/*.gguf. Without a model file the SmolLM2 tests skip, saying so; the synthetic-model
+# tests still run.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -73,6 +80,64 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_ver
 "$NVCC" --version | tail -2
 
 step "build"
+# ---- build environment: the carried Debian 12 sysroot (benchmarks/gpu/prepare_carry.sh) ----
+# CMake finds the packages' config files under CMAKE_PREFIX_PATH (they locate themselves, so the
+# sysroot may live anywhere), pkg-config reads only the sysroot's .pc files (prefix=/usr there,
+# re-rooted by PKG_CONFIG_SYSROOT_DIR), and the loader takes runtime/'s libraries first (the
+# binaries' RUNPATH names the sysroot too). UCX dlopens its transports from lib/ucx beside libucs;
+# UCX_MODULE_DIR says where, since libucs is reached through a link in runtime/.
+SYSROOT=$DEPS/sysroot
+CMAKE_DEPS=()
+if [ -d "$SYSROOT/usr/lib/x86_64-linux-gnu" ]; then
+  SYSLIB=$SYSROOT/usr/lib/x86_64-linux-gnu
+  chmod +x "$SYSROOT"/usr/bin/* 2>/dev/null  # in case a copy lost the modes: pkgconf must run
+  export PKG_CONFIG_LIBDIR=$SYSLIB/pkgconfig:$SYSROOT/usr/share/pkgconfig
+  export PKG_CONFIG_SYSROOT_DIR=$SYSROOT
+  unset PKG_CONFIG_PATH
+  # runtime/ holds only what our binaries load (UCX, libnuma, prometheus-cpp-core, cpp-httplib,
+  # brotli): the sysroot's libcurl and zlib must not shadow the image's for curl and python3.
+  export LD_LIBRARY_PATH=$SYSROOT/runtime${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export UCX_MODULE_DIR=$SYSLIB/ucx
+  # The multiarch include folder holds OpenSSL's configuration headers (cpp-httplib includes them):
+  # no .pc file names it, as the compiler searches /usr/include/x86_64-linux-gnu by itself.
+  CMAKE_DEPS=("-DCMAKE_PREFIX_PATH=$SYSROOT/usr;$SYSROOT" "-DPKG_CONFIG_EXECUTABLE=$SYSROOT/usr/bin/pkgconf"
+              "-DCMAKE_CXX_FLAGS=-isystem $SYSROOT/usr/include/x86_64-linux-gnu")
+  echo "dependencies: $SYSROOT ($(wc -l <"$SYSROOT/PACKAGES.txt" 2>/dev/null || echo '?') Debian 12 packages)"
+  # OpenSSL 3 is not carried (prepare_carry.sh): cpp-httplib takes the image's.
+  ldconfig -p 2>/dev/null | grep -q 'libssl.so.3 ' || echo "WARNING: no libssl.so.3 on this machine: jarvis-serve/jarvis-bench will not link"
+else
+  echo "no $SYSROOT (run benchmarks/gpu/prepare_carry.sh and carry .gpu-deps): CMake needs the libraries installed"
+fi
+# NCCL: where CMake's find_library(nccl) looks (the CUDA toolkit, the system), else the one Python's
+# nvidia-nccl wheel brings (PyTorch images have it; the wheel ships libnccl.so.2 but no libnccl.so
+# link, so CMake is given the file itself).
+HAVE_NCCL=""
+for f in /usr/local/cuda/lib64/libnccl.so /usr/local/cuda/lib/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so; do
+  [ -e "$f" ] && HAVE_NCCL=$f
+done
+if [ -n "$HAVE_NCCL" ]; then
+  echo "NCCL: $HAVE_NCCL"
+else
+  NCCL_LIB=$(find /usr/local /opt /usr/lib -name 'libnccl.so*' -path '*nccl*' 2>/dev/null | sort | head -1)
+  if [ -n "$NCCL_LIB" ] && [ -f "$(dirname "$NCCL_LIB")/../include/nccl.h" ]; then
+    NCCL_INC=$(cd "$(dirname "$NCCL_LIB")/../include" && pwd)
+    CMAKE_DEPS+=("-DJARVIS_NCCL_LIB=$NCCL_LIB" "-DJARVIS_NCCL_INCLUDE=$NCCL_INC")
+    echo "NCCL: $NCCL_LIB, $NCCL_INC/nccl.h"
+  else
+    echo "NCCL not found (${NCCL_LIB:-no libnccl.so*}): the CMake configure will fail"
+  fi
+fi
+# Extra configure arguments, e.g. -DCMAKE_SYSTEM_IGNORE_PREFIX_PATH=/usr to prove on the dev
+# machine that nothing is taken from /usr (csrc/cuda/README.md).
+read -r -a EXTRA_CMAKE <<<"${JARVIS_GPU_CMAKE_ARGS:-}"
+# ---- end build environment ----
+# ---- no GPU (a dev machine checking this script): the phases that run on cuda:0 only skip ----
+if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+  echo "no GPU here (nvidia-smi -L lists none): phases 'cli' and 'serve' skip; the tests and benchmarks report their own skips"
+  PHASES=${PHASES// cli / }
+  PHASES=${PHASES// serve / }
+fi
+# ---- end no GPU ----
 BUILD=$ROOT/build-gpu
 TESTS=""
 MODEL_TESTS=""
@@ -81,46 +146,55 @@ BENCH=""
 LAYER_BENCH=""
 GEN=Ninja
 command -v ninja >/dev/null || GEN="Unix Makefiles"
-if [ -z "${JARVIS_GPU_DIRECT:-}" ] && cmake -S "$ROOT" -B "$BUILD" -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DJARVIS_CUDA=ON \
+CMAKE_OK=""
+if [ -n "${JARVIS_GPU_DIRECT:-}" ]; then
+  echo "JARVIS_GPU_DIRECT is set: CMake skipped"
+elif ! cmake -S "$ROOT" -B "$BUILD" -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DJARVIS_CUDA=ON \
      -DCMAKE_CUDA_COMPILER="$NVCC" "-DCMAKE_CUDA_ARCHITECTURES=80;90" -DJARVIS_FUZZ=OFF \
-     -DJARVIS_PYTHON="$(command -v python3)" >"$RES/configure.log" 2>&1; then
-  if cmake --build "$BUILD" -j "$JOBS" --target jarvis_gpu_tests jarvis_gpu_model_tests jarvis-cli \
+     -DJARVIS_PYTHON="$(command -v python3)" "${CMAKE_DEPS[@]}" "${EXTRA_CMAKE[@]}" >"$RES/configure.log" 2>&1; then
+  echo "CMake configure failed (no .gpu-deps? see the header); tail of configure.log:"
+  tail -15 "$RES/configure.log"; status=1
+elif ! cmake --build "$BUILD" -j "$JOBS" --target jarvis_gpu_tests jarvis_gpu_model_tests jarvis-cli \
        jarvis-gpu-attention-bench jarvis-gpu-layer-bench >"$RES/build.log" 2>&1; then
-    TESTS=$BUILD/bin/jarvis_gpu_tests
-    MODEL_TESTS=$BUILD/bin/jarvis_gpu_model_tests
-    CLI=$BUILD/bin/jarvis-cli
-    BENCH=$BUILD/bin/jarvis-gpu-attention-bench
-    LAYER_BENCH=$BUILD/bin/jarvis-gpu-layer-bench
-    # The served path needs cpp-httplib too: optional, its failure does not fail the run.
-    if cmake --build "$BUILD" -j "$JOBS" --target jarvis-serve jarvis-worker jarvis-bench >"$RES/build_serve.log" 2>&1; then
-      SERVE=$BUILD/bin/jarvis-serve
-      LOADGEN=$BUILD/bin/jarvis-bench
-    else
-      echo "jarvis-serve/jarvis-bench did not build (missing cpp-httplib?): serving benchmark skipped"
-    fi
-    # NCCL: the link itself and stage workers with NCCL between them (their tests skip, saying
-    # so, with fewer than two GPUs). Built apart so a missing NCCL loses only these.
-    if ! cmake --build "$BUILD" -j "$JOBS" --target jarvis_gpu_transport_tests jarvis_gpu_pipeline_tests \
-         >"$RES/build_nccl.log" 2>&1; then
-      echo "NCCL GPU tests did not build (tail of build_nccl.log):"; tail -20 "$RES/build_nccl.log"; status=1
-    fi
-  else
-    echo "CMake build FAILED (tail of build.log):"; tail -40 "$RES/build.log"; status=1
-  fi
+  echo "CMake build FAILED (tail of build.log):"; tail -40 "$RES/build.log"; status=1
 else
-  if [ -n "${JARVIS_GPU_DIRECT:-}" ]; then
-    echo "JARVIS_GPU_DIRECT is set: CMake skipped"
+  CMAKE_OK=1
+  TESTS=$BUILD/bin/jarvis_gpu_tests
+  MODEL_TESTS=$BUILD/bin/jarvis_gpu_model_tests
+  CLI=$BUILD/bin/jarvis-cli
+  BENCH=$BUILD/bin/jarvis-gpu-attention-bench
+  LAYER_BENCH=$BUILD/bin/jarvis-gpu-layer-bench
+  # The served path: built apart so a failure here loses only serving and the mixed ring.
+  if cmake --build "$BUILD" -j "$JOBS" --target jarvis-serve jarvis-worker jarvis-bench >"$RES/build_serve.log" 2>&1; then
+    SERVE=$BUILD/bin/jarvis-serve
+    LOADGEN=$BUILD/bin/jarvis-bench
   else
-    echo "CMake configure failed (missing GTest / nlohmann_json / CLI11?); tail of configure.log:"
-    tail -15 "$RES/configure.log"
+    echo "jarvis-serve/jarvis-worker/jarvis-bench did not build (tail of build_serve.log):"
+    tail -20 "$RES/build_serve.log"; status=1
   fi
-  echo "-> direct nvcc + g++ build of the GPU tests"
+  # NCCL: the link itself and stage workers with NCCL between them (their tests skip, saying
+  # so, with fewer than two GPUs). Built apart so a missing NCCL loses only these.
+  if ! cmake --build "$BUILD" -j "$JOBS" --target jarvis_gpu_transport_tests jarvis_gpu_pipeline_tests \
+       >"$RES/build_nccl.log" 2>&1; then
+    echo "NCCL GPU tests did not build (tail of build_nccl.log):"; tail -20 "$RES/build_nccl.log"; status=1
+  fi
+  echo "CMake build: $(ls "$BUILD/bin" | tr '\n' ' ')"
+fi
+if [ -z "$CMAKE_OK" ]; then
+  echo "-> direct nvcc + g++ build of the GPU tests (no serving, no NCCL, no mixed ring)"
   BUILD=$ROOT/build-gpu-direct
   mkdir -p "$BUILD/obj"
+  # GoogleTest: the sysroot's static libraries, else sources ($GTEST_SRC, /usr/src/googletest, .gtest/).
   G=""
-  for cand in "${GTEST_SRC:-}" /usr/src/googletest "$ROOT/.gtest" "$DEPS/googletest"; do
-    [ -n "$cand" ] && [ -f "$cand/googletest/src/gtest-all.cc" ] && { G=$cand/googletest; break; }
-  done
+  GTEST_LIBS=""
+  if [ -f "$SYSROOT/usr/lib/x86_64-linux-gnu/libgtest.a" ]; then
+    G=$SYSROOT/usr
+    GTEST_LIBS="$SYSROOT/usr/lib/x86_64-linux-gnu/libgtest_main.a $SYSROOT/usr/lib/x86_64-linux-gnu/libgtest.a"
+  else
+    for cand in "${GTEST_SRC:-}" /usr/src/googletest "$ROOT/.gtest"; do
+      [ -n "$cand" ] && [ -f "$cand/googletest/src/gtest-all.cc" ] && { G=$cand/googletest; break; }
+    done
+  fi
   CXXFLAGS="-std=c++17 -O2 -I$ROOT -I/usr/local/cuda/include -pthread -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter"
   NVFLAGS="-std=c++17 -O3 -I$ROOT -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90"
   NVFLAGS="$NVFLAGS -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror"
@@ -128,7 +202,7 @@ else
   # GPU run to another compiler version's new warning.
   # (No string macros here: xargs and sh -c would strip their quotes; JARVIS_TEST_MODEL names the model.)
   MFLAGS="-std=c++17 -O2 -I$ROOT -I/usr/local/cuda/include -pthread"
-  [ -f /usr/include/nlohmann/json.hpp ] || MFLAGS="$MFLAGS -isystem $DEPS/include"
+  [ -f /usr/include/nlohmann/json.hpp ] || MFLAGS="$MFLAGS -isystem $SYSROOT/usr/include"
   {
     for f in "$ROOT"/kernels/*.cpp "$ROOT"/kernels/cpu/*.cpp; do echo "g++ $CXXFLAGS -c $f -o $BUILD/obj/k_$(basename "$f").o"; done
     for f in "$ROOT"/kernels/cuda/*.cu; do echo "$NVCC $NVFLAGS -c $f -o $BUILD/obj/cu_$(basename "$f").o"; done
@@ -147,13 +221,13 @@ else
     done
     echo "g++ $CXXFLAGS -c $ROOT/benchmarks/gpu/attention_bench.cpp -o $BUILD/obj/b_attention_bench.o"
     echo "g++ $MFLAGS -c $ROOT/benchmarks/gpu/layer_bench.cpp -o $BUILD/obj/b_layer_bench.o"
-    if [ -n "$G" ]; then
+    if [ -n "$G" ] && [ -z "$GTEST_LIBS" ]; then
       echo "g++ -std=c++17 -O2 -pthread -isystem $G/include -I$G -c $G/src/gtest-all.cc -o $BUILD/obj/g_gtest_all.o"
       echo "g++ -std=c++17 -O2 -pthread -isystem $G/include -I$G -c $G/src/gtest_main.cc -o $BUILD/obj/g_gtest_main.o"
     fi
   } >"$BUILD/commands.txt"
   if [ -z "$G" ]; then
-    echo "no GoogleTest sources found: tests cannot be built (see header)"
+    echo "no GoogleTest found: tests cannot be built (see header)"
     grep -v "/tests/gpu/" "$BUILD/commands.txt" >"$BUILD/c2" && mv "$BUILD/c2" "$BUILD/commands.txt"
     status=1
   fi
@@ -168,12 +242,13 @@ else
     g++ -o "$BUILD/bin/jarvis-gpu-layer-bench" "$BUILD/obj/b_layer_bench.o" "$BUILD"/obj/m_*.o $K_OBJS $LIBS \
       >>"$RES/build.log" 2>&1 && LAYER_BENCH=$BUILD/bin/jarvis-gpu-layer-bench
     if [ -n "$G" ]; then
+      [ -n "$GTEST_LIBS" ] || GTEST_LIBS="$BUILD/obj/g_gtest_main.o $BUILD/obj/g_gtest_all.o"
       # shellcheck disable=SC2086
-      g++ -o "$BUILD/bin/jarvis_gpu_tests" "$BUILD"/obj/t_*.o $K_OBJS "$BUILD"/obj/g_gtest_all.o \
-        "$BUILD"/obj/g_gtest_main.o $LIBS >>"$RES/build.log" 2>&1 && TESTS=$BUILD/bin/jarvis_gpu_tests
+      g++ -o "$BUILD/bin/jarvis_gpu_tests" "$BUILD"/obj/t_*.o $K_OBJS $GTEST_LIBS $LIBS >>"$RES/build.log" 2>&1 &&
+        TESTS=$BUILD/bin/jarvis_gpu_tests
       # shellcheck disable=SC2086
       g++ -o "$BUILD/bin/jarvis_gpu_model_tests" "$BUILD"/obj/tm_*.o "$BUILD"/obj/m_*.o $K_OBJS \
-        "$BUILD"/obj/g_gtest_all.o "$BUILD"/obj/g_gtest_main.o $LIBS >>"$RES/build.log" 2>&1 &&
+        $GTEST_LIBS $LIBS >>"$RES/build.log" 2>&1 &&
         MODEL_TESTS=$BUILD/bin/jarvis_gpu_model_tests
     fi
   else
@@ -266,7 +341,11 @@ if [ -n "${SERVE:-}" ] && [ -n "${JARVIS_TEST_MODEL:-}" ] && section serve 60; t
   step "serving on the GPU: jarvis-serve --device cuda:0, jarvis-bench at concurrency 1 and 16"
   "$SERVE" --model "$JARVIS_TEST_MODEL" --device cuda:0 --port 8790 >"$RES/serve_gpu.log" 2>&1 &
   SERVE_PID=$!
-  for _ in $(seq 120); do curl -sf http://127.0.0.1:8790/health >/dev/null 2>&1 && break; sleep 0.5; done
+  for _ in $(seq 120); do
+    curl -sf http://127.0.0.1:8790/health >/dev/null 2>&1 && break
+    kill -0 "$SERVE_PID" 2>/dev/null || break  # it exited: no use waiting the full minute
+    sleep 0.5
+  done
   curl -s http://127.0.0.1:8790/v1/completions -H 'Content-Type: application/json' \
     -d '{"prompt": "The capital of France is", "max_tokens": 16, "temperature": 0}' || status=1
   echo
@@ -308,4 +387,16 @@ fi
 # ---- end layer benchmark ----
 
 step "done: status $status"
+# ---- results bundle: the device tool brings back at most 8 files from $OUT ----
+# A full run writes more (build, test, sanitizer, serving and benchmark logs): past 8, all but
+# run_all.log (still being written) go into gpu_results.tgz, extracted on the dev machine with
+# `tar xzf gpu_results.tgz`.
+if [ -n "${OUT:-}" ] && [ "$(find "$RES" -maxdepth 1 -type f | wc -l)" -gt 8 ]; then
+  mapfile -t extra < <(cd "$RES" && find . -maxdepth 1 -type f ! -name run_all.log -printf '%P\n' | sort)
+  if tar czf "$RES/gpu_results.tgz.part" -C "$RES" "${extra[@]}"; then
+    (cd "$RES" && rm -f "${extra[@]}") && mv "$RES/gpu_results.tgz.part" "$RES/gpu_results.tgz"
+    echo "results: run_all.log and gpu_results.tgz (${#extra[@]} files: ${extra[*]})"
+  fi
+fi
+# ---- end results bundle ----
 exit $status

@@ -315,9 +315,10 @@ void CudaModel::layer_forward(int layer, int n) {
   JARVIS_CUDA_CHECK(cuda::gemm(blas, residual_gemm(dtype_, n, c.ffn_hidden, c.hidden, gate_.get(), w.w_down, h)));
 }
 
-void CudaModel::embed(const int32_t* tokens, int n, float* hidden) {
+// embed() and embed_device(): the shard must hold the embedding and every id be in the vocabulary.
+void CudaModel::check_embed_input(const char* what, const int32_t* tokens, int n) const {
   if (!shard_.has_embedding || !weights_.embedding.get()) {
-    throw InvalidArgument("embed: this shard does not hold the embedding");
+    throw InvalidArgument(std::string(what) + ": this shard does not hold the embedding");
   }
   for (int i = 0; i < n; ++i) {
     if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
@@ -325,8 +326,10 @@ void CudaModel::embed(const int32_t* tokens, int n, float* hidden) {
                             std::to_string(config_.vocab_size));
     }
   }
-  if (n <= 0) return;
-  std::lock_guard<std::mutex> lock(mu_);
+}
+
+// The gather and the embedding scale into the fp32 residual buffer (hidden_); mu_ held, n > 0.
+void CudaModel::gather_embeddings_locked(const int32_t* tokens, int n) {
   JARVIS_CUDA_CHECK(cudaSetDevice(device_));
   reserve(n);
   cudaStream_t st = stream_.get();
@@ -337,7 +340,15 @@ void CudaModel::embed(const int32_t* tokens, int n, float* hidden) {
   // The scale is applied in fp32 to the stored row, as Model::embed does.
   JARVIS_CUDA_CHECK(cuda::convert(dtype_, norm_.get(), cuda::DType::kF32, hidden_.get(), rows * h,
                                   config_.embedding_scale, st));
-  JARVIS_CUDA_CHECK(cudaMemcpyAsync(hidden, hidden_.get(), rows * h * sizeof(float), cudaMemcpyDeviceToHost, st));
+}
+
+void CudaModel::embed(const int32_t* tokens, int n, float* hidden) {
+  check_embed_input("embed", tokens, n);
+  if (n <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  gather_embeddings_locked(tokens, n);
+  JARVIS_CUDA_CHECK(cudaMemcpyAsync(hidden, hidden_.get(), static_cast<size_t>(n) * config_.hidden * sizeof(float),
+                                    cudaMemcpyDeviceToHost, stream_.get()));
   stream_.synchronize();
 }
 
@@ -434,26 +445,10 @@ void CudaModel::hidden_to_host(float* hidden, int n_tokens) {
 // Rank 0 with an NCCL hop to rank 1: the gather and scale of embed(), left in the residual
 // buffer for forward_layers_device instead of copied out (and back in again).
 void CudaModel::embed_device(const int32_t* tokens, int n) {
-  if (!shard_.has_embedding || !weights_.embedding.get()) {
-    throw InvalidArgument("embed_device: this shard does not hold the embedding");
-  }
-  for (int i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
-      throw InvalidArgument("token id " + std::to_string(tokens[i]) + " outside the vocabulary of " +
-                            std::to_string(config_.vocab_size));
-    }
-  }
+  check_embed_input("embed_device", tokens, n);
   if (n <= 0) return;
   std::lock_guard<std::mutex> lock(mu_);
-  JARVIS_CUDA_CHECK(cudaSetDevice(device_));
-  reserve(n);
-  cudaStream_t st = stream_.get();
-  const int64_t rows = n, h = config_.hidden;
-  JARVIS_CUDA_CHECK(cudaMemcpyAsync(tokens_.get(), tokens, rows * sizeof(int32_t), cudaMemcpyHostToDevice, st));
-  JARVIS_CUDA_CHECK(cuda::embedding_gather(dtype_, weights_.embedding.get(), tokens_.as<int32_t>(), norm_.get(), rows,
-                                           h, config_.vocab_size, st));
-  JARVIS_CUDA_CHECK(cuda::convert(dtype_, norm_.get(), cuda::DType::kF32, hidden_.get(), rows * h,
-                                  config_.embedding_scale, st));
+  gather_embeddings_locked(tokens, n);
   stream_.synchronize();  // tokens is the caller's host memory, read asynchronously until here
 }
 

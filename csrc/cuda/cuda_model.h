@@ -71,6 +71,8 @@ class CudaModel : public ShardForward {
   size_t elem() const { return dtype_ == cuda::DType::kF32 ? 4 : 2; }
   void* kv_pages(int layer, int which) const;  // which: 0 = K, 1 = V
   void reserve(int n_tokens);
+  void check_embed_input(const char* what, const int32_t* tokens, int n) const;
+  void gather_embeddings_locked(const int32_t* tokens, int n);
   void allocate_kv(const CudaShardOptions& options);
   // Host-side checks and metadata of a step (as Model::forward_layers); returns total tokens.
   int plan_step(const BatchView& batch);

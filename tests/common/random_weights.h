@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "csrc/model/config.h"
 #include "csrc/model/weights.h"
 
 namespace jarvis::model_test {
@@ -28,6 +29,18 @@ inline std::vector<float> random_vector(int64_t n, std::mt19937& rng, float mean
   std::vector<float> v(n);
   for (float& x : v) x = d(rng);
   return v;
+}
+
+// The seven projections of a layer (q, k, v, o, gate, up, down), drawn in that order, so every
+// synthetic model that draws them through here gets the same weights as before it did.
+inline void random_projections(LayerWeights& lw, const ModelConfig& c, std::mt19937& rng) {
+  lw.wq = random_matrix(c.q_dim(), c.hidden, rng);
+  lw.wk = random_matrix(c.kv_dim(), c.hidden, rng);
+  lw.wv = random_matrix(c.kv_dim(), c.hidden, rng);
+  lw.wo = random_matrix(c.hidden, c.q_dim(), rng);
+  lw.w_gate = random_matrix(c.ffn_hidden, c.hidden, rng);
+  lw.w_up = random_matrix(c.ffn_hidden, c.hidden, rng);
+  lw.w_down = random_matrix(c.hidden, c.ffn_hidden, rng);
 }
 
 }  // namespace jarvis::model_test

@@ -31,6 +31,7 @@ ModelConfig tiny_config() {
 }
 
 using model_test::random_matrix;
+using model_test::random_projections;
 
 std::unique_ptr<Model> tiny_model(ShardSpec shard = ShardSpec::full()) {
   const ModelConfig c = tiny_config();
@@ -43,13 +44,7 @@ std::unique_ptr<Model> tiny_model(ShardSpec shard = ShardSpec::full()) {
     LayerWeights lw;
     lw.attn_norm.assign(c.hidden, 1.0f);
     lw.ffn_norm.assign(c.hidden, 1.0f);
-    lw.wq = random_matrix(c.q_dim(), c.hidden, rng);
-    lw.wk = random_matrix(c.kv_dim(), c.hidden, rng);
-    lw.wv = random_matrix(c.kv_dim(), c.hidden, rng);
-    lw.wo = random_matrix(c.hidden, c.q_dim(), rng);
-    lw.w_gate = random_matrix(c.ffn_hidden, c.hidden, rng);
-    lw.w_up = random_matrix(c.ffn_hidden, c.hidden, rng);
-    lw.w_down = random_matrix(c.hidden, c.ffn_hidden, rng);
+    random_projections(lw, c, rng);
     if (l >= shard.first_layer && l < end) w.layers.push_back(std::move(lw));
   }
   return std::make_unique<Model>(c, shard, std::move(w), TokenizerData{});

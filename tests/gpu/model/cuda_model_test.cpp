@@ -32,6 +32,7 @@ namespace jarvis {
 namespace {
 
 using model_test::random_matrix;
+using model_test::random_projections;
 using model_test::random_vector;
 
 constexpr int kPageSize = 16;
@@ -112,13 +113,7 @@ std::unique_ptr<Model> synthetic_model(Arch arch, ShardSpec shard = ShardSpec::f
     LayerWeights lw;
     lw.attn_norm = random_vector(c.hidden, rng, 1.0f, 0.1f);
     lw.ffn_norm = random_vector(c.hidden, rng, 1.0f, 0.1f);
-    lw.wq = random_matrix(c.q_dim(), c.hidden, rng);
-    lw.wk = random_matrix(c.kv_dim(), c.hidden, rng);
-    lw.wv = random_matrix(c.kv_dim(), c.hidden, rng);
-    lw.wo = random_matrix(c.hidden, c.q_dim(), rng);
-    lw.w_gate = random_matrix(c.ffn_hidden, c.hidden, rng);
-    lw.w_up = random_matrix(c.ffn_hidden, c.hidden, rng);
-    lw.w_down = random_matrix(c.hidden, c.ffn_hidden, rng);
+    random_projections(lw, c, rng);
     if (c.qkv_bias) {
       lw.bq = random_vector(c.q_dim(), rng, 0.0f, 0.5f);
       lw.bk = random_vector(c.kv_dim(), rng, 0.0f, 0.5f);

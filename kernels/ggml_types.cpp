@@ -16,7 +16,7 @@ const GgmlTypeTraits* ggml_type_traits(uint32_t raw_type) {
   static const GgmlTypeTraits kQ2_K{"Q2_K", kQK_K, 16 + 64 + 2 + 2, false};
   static const GgmlTypeTraits kQ3_K{"Q3_K", kQK_K, 32 + 64 + 12 + 2, false};
   static const GgmlTypeTraits kQ4_K{"Q4_K", kQK_K, 2 + 2 + 12 + 128, true};
-  static const GgmlTypeTraits kQ5_K{"Q5_K", kQK_K, 2 + 2 + 12 + 32 + 128, false};
+  static const GgmlTypeTraits kQ5_K{"Q5_K", kQK_K, 2 + 2 + 12 + 32 + 128, true};
   static const GgmlTypeTraits kQ6_K{"Q6_K", kQK_K, 128 + 64 + 16 + 2, true};
   static const GgmlTypeTraits kQ8_K{"Q8_K", kQK_K, 4 + 256 + 32, false};
   switch (static_cast<GgmlType>(raw_type)) {

@@ -162,6 +162,38 @@ void dequant_q4_k(const uint8_t* src, float* dst, int64_t nb) {
   }
 }
 
+// block_q5_K { half d; half dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]; }: Q4_K's
+// sub-blocks, scales and nibbles, plus a fifth bit per element: bit s of qh[l] belongs to element l
+// of sub-block s. x = (d * scale) * q - (dmin * min), q in 0..31.
+void dequant_q5_k(const uint8_t* src, float* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 176, dst += kQK_K) {
+    const float d = load_half(src);
+    const float dmin = load_half(src + 2);
+    const uint8_t* scales = src + 4;
+    const uint8_t* qh = src + 16;
+    const uint8_t* qs = src + 48;
+    for (int s = 0; s < 8; s += 2) {
+      int sc0, m0, sc1, m1;
+      q4_k_scale_min(s, scales, &sc0, &m0);
+      q4_k_scale_min(s + 1, scales, &sc1, &m1);
+      const float d0 = d * static_cast<float>(sc0);
+      const float min0 = dmin * static_cast<float>(m0);
+      const float d1 = d * static_cast<float>(sc1);
+      const float min1 = dmin * static_cast<float>(m1);
+      const uint8_t* q = qs + 16 * s;
+      float* y = dst + 32 * s;
+      for (int l = 0; l < 32; ++l) {
+        const int q0 = (q[l] & 0x0f) | (((qh[l] >> s) & 1) << 4);
+        const int q1 = (q[l] >> 4) | (((qh[l] >> (s + 1)) & 1) << 4);
+        const float lo = d0 * static_cast<float>(q0);
+        const float hi = d1 * static_cast<float>(q1);
+        y[l] = lo - min0;
+        y[l + 32] = hi - min1;
+      }
+    }
+  }
+}
+
 // block_q6_K { uint8 ql[128]; uint8 qh[64]; int8 scales[16]; half d; }: 16 sub-blocks of 16,
 // x = (d * scale) * (q - 32), q = 4 low bits from ql and 2 high bits from qh. Each half of the
 // super-block (128 elements) uses 64 bytes of ql and 32 of qh.
@@ -210,6 +242,7 @@ bool dequantize_row(GgmlType type, const void* src_v, float* dst, int64_t n) {
     case GgmlType::Q5_1: dequant_q5_1(src, dst, nb); return true;
     case GgmlType::Q8_0: dequant_q8_0(src, dst, nb); return true;
     case GgmlType::Q4_K: dequant_q4_k(src, dst, nb); return true;
+    case GgmlType::Q5_K: dequant_q5_k(src, dst, nb); return true;
     case GgmlType::Q6_K: dequant_q6_k(src, dst, nb); return true;
     default: return false;
   }

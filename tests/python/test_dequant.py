@@ -25,12 +25,12 @@ TOOL = BIN_DIR / "jarvis-gguf"
 MODEL = SOURCE_DIR / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 QUANTIZABLE = [Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0]  # gguf's numpy quantizers
-ALL_TYPES = [Q.F32] + QUANTIZABLE + [Q.Q4_K, Q.Q6_K]
+ALL_TYPES = [Q.F32] + QUANTIZABLE + [Q.Q4_K, Q.Q5_K, Q.Q6_K]
 
 # Byte offsets of the fp16 scale fields inside one block of each block-quantized type.
 SCALE_FIELDS = {
     Q.Q4_0: [0], Q.Q4_1: [0, 2], Q.Q5_0: [0], Q.Q5_1: [0, 2], Q.Q8_0: [0],
-    Q.Q4_K: [0, 2], Q.Q6_K: [208],
+    Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208],
 }
 
 

@@ -120,6 +120,7 @@ TEST(Dequant, RejectsBadArguments) {
   std::vector<float> dst(64, 42.0f);
   EXPECT_FALSE(dequantize_row(GgmlType::Q4_0, src.data(), dst.data(), 48));   // not whole blocks
   EXPECT_FALSE(dequantize_row(GgmlType::Q4_K, src.data(), dst.data(), 32));
+  EXPECT_FALSE(dequantize_row(GgmlType::Q5_K, src.data(), dst.data(), 128));
   EXPECT_FALSE(dequantize_row(GgmlType::Q2_K, src.data(), dst.data(), 256));  // unsupported
   EXPECT_FALSE(dequantize_row(static_cast<GgmlType>(99), src.data(), dst.data(), 32));
   EXPECT_FALSE(dequantize_row(GgmlType::F32, src.data(), dst.data(), -1));
@@ -127,6 +128,28 @@ TEST(Dequant, RejectsBadArguments) {
   EXPECT_TRUE(dequantize_row(GgmlType::F32, src.data(), dst.data(), 0));
   EXPECT_TRUE(dequantize_row(GgmlType::Q8_0, src.data(), dst.data(), 64));
   EXPECT_EQ(dst[63], 0.0f);
+}
+
+// Q5_K's fifth bit, from a block written by hand: d = 1, dmin = 0.5, every sub-block scale 2 and
+// min 3 (6-bit fields: bytes 0..7 hold them directly, bytes 8..11 the low nibbles of scales and
+// mins 4..7), nibbles q[l] = l % 16, and qh bit s set for odd l only, so element l of sub-block s
+// is 2 * (l % 16 + 16 * (l & 1)) - 1.5. (Random blocks are compared with `gguf` in test_dequant.py.)
+TEST(Dequant, Q5KFifthBitAndScales) {
+  std::vector<uint8_t> block(176, 0);
+  block[0] = 0x00, block[1] = 0x3c;  // d = 1.0 (fp16 0x3c00)
+  block[2] = 0x00, block[3] = 0x38;  // dmin = 0.5 (fp16 0x3800)
+  for (int j = 0; j < 4; ++j) block[4 + j] = 2, block[8 + j] = 3, block[12 + j] = 0x32;
+  for (int l = 0; l < 32; ++l) block[16 + l] = (l & 1) ? 0xff : 0x00;
+  for (int i = 0; i < 128; ++i) {
+    const int l = i % 32;  // both nibbles of qs[i] belong to element l of their sub-blocks
+    block[48 + i] = static_cast<uint8_t>((l % 16) | ((l % 16) << 4));
+  }
+  std::vector<float> out(256);
+  ASSERT_TRUE(dequantize_row(GgmlType::Q5_K, block.data(), out.data(), 256));
+  for (int i = 0; i < 256; ++i) {
+    const int l = i % 32;
+    EXPECT_EQ(out[i], 2.0f * static_cast<float>(l % 16 + 16 * (l & 1)) - 1.5f) << "element " << i;
+  }
 }
 
 }  // namespace

@@ -76,6 +76,9 @@ struct Q45K {
   static void row(const uint8_t* w, const BlockQ8_K* const* xs, int64_t nb, float* out) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     const __m256i bit0 = _mm256_set1_epi8(0x01), bit1 = _mm256_set1_epi8(0x02);
+    // A scale s as int16 in every lane: pshufb of the scale bytes with index bytes (s, 0x80), the
+    // 0x80 zeroing each lane's high byte.
+    const __m256i pick = _mm256_set1_epi16(static_cast<int16_t>(0x8000));
     const size_t block_bytes = kFifthBit ? kQ5KBytes : kQ4KBytes;
     __m256 acc[NT];
     for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
@@ -83,6 +86,8 @@ struct Q45K {
       const float d = half(w), dmin = half(w + 2);
       alignas(16) uint8_t sm[16];
       unpack_scales_mins(w + 4, sm);
+      const __m128i smv = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
+      const __m256i sm2 = _mm256_broadcastsi128_si256(smv);
       const uint8_t* qs = w + (kFifthBit ? kQ5KQs : kQ4KQs);
       __m256i qh = kFifthBit ? load256(w + kQ5KQh) : _mm256_setzero_si256();
       __m256i isum[NT];
@@ -98,7 +103,8 @@ struct Q45K {
           q_hi = _mm256_or_si256(q_hi, _mm256_slli_epi16(_mm256_and_si256(qh, bit1), 3));
           qh = _mm256_srli_epi16(qh, 2);
         }
-        const __m256i s_lo = _mm256_set1_epi16(sm[2 * j]), s_hi = _mm256_set1_epi16(sm[2 * j + 1]);
+        const __m256i s_lo = _mm256_shuffle_epi8(sm2, _mm256_add_epi16(pick, _mm256_set1_epi16(static_cast<int16_t>(2 * j))));
+        const __m256i s_hi = _mm256_shuffle_epi8(sm2, _mm256_add_epi16(pick, _mm256_set1_epi16(static_cast<int16_t>(2 * j + 1))));
         for (int t = 0; t < NT; ++t) {
           const int8_t* a = xs[t][b].qs + 64 * j;
           const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(q_lo, load256(a)), s_lo);
@@ -108,7 +114,6 @@ struct Q45K {
       }
       // The min term: lane s = min_s * (bsums[2s] + bsums[2s+1]), each min repeated for its two
       // 16-element sums.
-      const __m128i smv = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
       const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(smv, smv));
       for (int t = 0; t < NT; ++t) {
         const BlockQ8_K& a = xs[t][b];

@@ -51,6 +51,9 @@ struct Q45K {
   static void row(const uint8_t* w, const BlockQ8_K* const* xs, int64_t nb, float* out) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     const __m512i bit0 = _mm512_set1_epi8(0x01);
+    // Scales 2j (low half) and 2j+1 (high half) as int16 in every lane: pshufb of the scale bytes
+    // with index bytes (2j or 2j+1, 0x80), the 0x80 zeroing each lane's high byte.
+    const __m512i pick = join(_mm256_set1_epi16(static_cast<int16_t>(0x8000)), _mm256_set1_epi16(static_cast<int16_t>(0x8001)));
     const size_t block_bytes = kFifthBit ? kQ5KBytes : kQ4KBytes;
     __m512 acc[NT];
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
@@ -58,6 +61,8 @@ struct Q45K {
       const float d = half(w), dmin = half(w + 2);
       alignas(16) uint8_t sm[16];
       unpack_scales_mins(w + 4, sm);
+      const __m128i smv = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
+      const __m512i sm4 = _mm512_broadcast_i32x4(smv);
       const uint8_t* qs = w + (kFifthBit ? kQ5KQs : kQ4KQs);
       __m512i qh = _mm512_setzero_si512();
       if (kFifthBit) {
@@ -73,14 +78,13 @@ struct Q45K {
           wq = _mm512_or_si512(wq, _mm512_slli_epi16(_mm512_and_si512(qh, bit0), 4));
           qh = _mm512_srli_epi16(qh, 2);  // bits stay inside their byte up to the last pair
         }
-        const __m512i s = join(_mm256_set1_epi16(sm[2 * j]), _mm256_set1_epi16(sm[2 * j + 1]));
+        const __m512i s = _mm512_shuffle_epi8(sm4, _mm512_add_epi16(pick, _mm512_set1_epi16(static_cast<int16_t>(2 * j))));
         for (int t = 0; t < NT; ++t) {
           const __m512i p = _mm512_maddubs_epi16(wq, load512(xs[t][b].qs + 64 * j));
           isum[t] = _mm512_dpwssd_epi32(isum[t], p, s);
         }
       }
       // The min term: lane s = min_s * (bsums[2s] + bsums[2s+1]).
-      const __m128i smv = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
       const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(smv, smv));
       for (int t = 0; t < NT; ++t) {
         const BlockQ8_K& a = xs[t][b];

@@ -53,12 +53,18 @@ struct Q45K {
       uint8_t sm[16];
       unpack_scales_mins(w + 4, sm);
       const uint8_t* qs = w + (kFifthBit ? kQ5KQs : kQ4KQs);
+      // Simple loops without branches, so that compilers vectorize them for any target.
       uint8_t q[kSuper];
-      for (int s = 0; s < 8; ++s) {
+      for (int j = 0; j < 4; ++j) {
         for (int l = 0; l < 32; ++l) {
-          const uint8_t byte = qs[32 * (s / 2) + l];
-          q[32 * s + l] = static_cast<uint8_t>((s % 2 == 0) ? (byte & 0x0f) : (byte >> 4));
-          if (kFifthBit) q[32 * s + l] |= static_cast<uint8_t>(((w[kQ5KQh + l] >> s) & 1) << 4);
+          q[64 * j + l] = static_cast<uint8_t>(qs[32 * j + l] & 0x0f);
+          q[64 * j + 32 + l] = static_cast<uint8_t>(qs[32 * j + l] >> 4);
+        }
+      }
+      if (kFifthBit) {
+        const uint8_t* qh = w + kQ5KQh;
+        for (int s = 0; s < 8; ++s) {
+          for (int l = 0; l < 32; ++l) q[32 * s + l] = static_cast<uint8_t>(q[32 * s + l] | (((qh[l] >> s) & 1) << 4));
         }
       }
       for (int t = 0; t < NT; ++t) {

@@ -1,8 +1,49 @@
 #include "kernels/cpu/cpu_isa.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
 namespace jarvis::cpu {
 namespace {
-Isa g_active = Isa::kScalar;
+
+#if defined(__x86_64__) || defined(_M_X64)
+// __builtin_cpu_supports reads CPUID once (libgcc) and also requires the OS to save the wider
+// registers (XGETBV), so a feature reported here is usable, not merely present.
+bool cpu_has_avx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+bool cpu_has_avx512() {
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vnni");
+}
+#endif
+
+// The path from JARVIS_CPU_ISA, or the best available; throws on a name that is unknown or that
+// this CPU cannot run (a forced path silently replaced by another would test the wrong code).
+Isa choose_isa() {
+  const std::vector<Isa> avail = available_isas();
+  const char* env = std::getenv("JARVIS_CPU_ISA");
+  if (env == nullptr || *env == '\0') return avail.back();
+  std::string names;
+  for (Isa isa : avail) {
+    if (std::strcmp(env, isa_name(isa)) == 0) return isa;
+    names += names.empty() ? "" : ", ";
+    names += isa_name(isa);
+  }
+  const bool known = !std::strcmp(env, "scalar") || !std::strcmp(env, "avx2") || !std::strcmp(env, "avx512");
+  throw std::invalid_argument(std::string("JARVIS_CPU_ISA=") + env +
+                              (known ? ": this CPU or build cannot run it" : ": unknown instruction set") +
+                              " (available: " + names + ")");
+}
+
+// -1 until first use: the choice is made lazily so a bad JARVIS_CPU_ISA is reported by the first
+// kernel call (as an exception the caller can turn into a message), not at static initialisation.
+std::atomic<int> g_active{-1};
+
 }  // namespace
 
 const char* isa_name(Isa isa) {
@@ -14,9 +55,24 @@ const char* isa_name(Isa isa) {
   return "?";
 }
 
-// Interim: only the scalar path exists until the per-ISA kernels land.
-std::vector<Isa> available_isas() { return {Isa::kScalar}; }
-Isa active_isa() { return g_active; }
-void set_active_isa(Isa isa) { g_active = isa; }
+std::vector<Isa> available_isas() {
+  std::vector<Isa> isas{Isa::kScalar};
+#if defined(__x86_64__) || defined(_M_X64)
+  if (cpu_has_avx2()) isas.push_back(Isa::kAvx2);
+  if (cpu_has_avx512()) isas.push_back(Isa::kAvx512);
+#endif
+  return isas;
+}
+
+Isa active_isa() {
+  int v = g_active.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = static_cast<int>(choose_isa());
+    g_active.store(v, std::memory_order_relaxed);
+  }
+  return static_cast<Isa>(v);
+}
+
+void set_active_isa(Isa isa) { g_active.store(static_cast<int>(isa), std::memory_order_relaxed); }
 
 }  // namespace jarvis::cpu

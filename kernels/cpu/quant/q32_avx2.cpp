@@ -2,6 +2,7 @@
 // kernels themselves are q32_simd.inc; this file supplies the 8-bit dot product: maddubs
 // (u8 x s8 -> pairs of int16, no saturation for |u| <= 128, |s| <= 127) then madd by ones.
 #include <cstring>
+#include <limits>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"

@@ -3,6 +3,7 @@
 // vpdpbusd (u8 x s8 summed into int32 lanes in one instruction) and a mask move for the fifth
 // bit of Q5 quants. 32 vector registers hold a 4 x 4 tile of accumulators.
 #include <cstring>
+#include <limits>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"

@@ -3,6 +3,7 @@
 // block are exact, so this path differs from the SIMD ones only in the order of float additions.
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "kernels/cpu/quant/quant_kernels.h"
 
@@ -48,6 +49,7 @@ int quantize_block(const float* x, float& d, int8_t* qs) {
   float amax = 0.0f;
   for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
   d = amax / 127.0f;
+  if (d < std::numeric_limits<float>::min()) d = 0.0f;  // 1/d would overflow: a zero block
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   int sum = 0;
   for (int j = 0; j < 32; ++j) {

@@ -19,7 +19,8 @@ namespace jarvis::cpu::quant {
 enum class ActFormat { kF32, kQ8_0, kQ8_1, kQ8_K, kCount };
 
 // Every path quantizes the same way, so all ISAs produce identical bytes and differ only in the
-// order of float additions: over a block, amax = max |x|, d = amax / 127, id = d ? 1 / d : 0,
+// order of float additions: over a block, amax = max |x|, d = amax / 127, and d = 0 when that is
+// below FLT_MIN (a subnormal d would make 1 / d overflow), id = d ? 1 / d : 0,
 // q = nearbyint(x * id) (round to nearest even).
 struct BlockQ8_0 {
   float d;

@@ -110,10 +110,10 @@ void product_rows(const Job& j, int64_t n, int64_t lo, int64_t hi, float* y, int
   }
 }
 
-float activate(GateActivation act, float g) {
-  if (act == GateActivation::kSilu) return g / (1.0f + std::exp(-g));
-  const float c = 0.7978845608028654f;  // sqrt(2 / pi)
-  return 0.5f * g * (1.0f + std::tanh(c * (g + 0.044715f * g * g * g)));
+quant::GateFn gate_for(GateActivation act) {
+  const int i = static_cast<int>(act == GateActivation::kSilu ? quant::GateKind::kSilu : quant::GateKind::kGeluTanh);
+  quant::GateFn f = quant::isa_kernels(active_isa()).gate[i];
+  return f != nullptr ? f : quant::isa_kernels(Isa::kScalar).gate[i];
 }
 
 }  // namespace
@@ -217,26 +217,27 @@ void qmatmul_gated(const float* x, int64_t n, const QuantMatrix& gate, const Qua
   const QuantMatrix* ws[] = {&gate, &up};
   prepare_all(x, n, gate.cols(), ws, 2, acts);
   const Job jg = make_job(gate, acts), ju = make_job(up, acts);
+  const quant::GateFn epilogue = gate_for(act);
   const int64_t ld = gate.rows();
   pool.parallel_for(
       0, ld,
       [&](int64_t lo, int64_t hi) {
-        // Per tile: gate into y, up into a tile-sized buffer, then y = act(gate) * up while both
-        // are in L1.
-        float u[kTileTokens * kTileRows];
+        // Per tile: gate and up into tile-sized buffers, act(gate) * up over both while in L1,
+        // then the tile's rows into y.
+        constexpr int kTile = kTileTokens * kTileRows;
+        float g[kTile] = {}, u[kTile] = {};
         for (int64_t r0 = lo; r0 < hi; r0 += kTileRows) {
           const int nr = static_cast<int>(std::min<int64_t>(kTileRows, hi - r0));
           for (int64_t t0 = 0; t0 < n; t0 += kTileTokens) {
             const int nt = static_cast<int>(std::min<int64_t>(kTileTokens, n - t0));
-            float* yt = y + t0 * ld + r0;
             jg.tile(gate.data() + static_cast<size_t>(r0) * jg.row_bytes, jg.row_bytes, nr,
-                    jg.act.data + static_cast<size_t>(t0) * jg.act.stride, jg.act.stride, nt, gate.cols(), yt, ld,
-                    false);
+                    jg.act.data + static_cast<size_t>(t0) * jg.act.stride, jg.act.stride, nt, gate.cols(), g,
+                    kTileRows, false);
             ju.tile(up.data() + static_cast<size_t>(r0) * ju.row_bytes, ju.row_bytes, nr,
                     ju.act.data + static_cast<size_t>(t0) * ju.act.stride, ju.act.stride, nt, up.cols(), u,
                     kTileRows, false);
-            for (int t = 0; t < nt; ++t)
-              for (int r = 0; r < nr; ++r) yt[t * ld + r] = activate(act, yt[t * ld + r]) * u[t * kTileRows + r];
+            epilogue(g, u, g, nt * kTileRows);  // rows past nr hold stale values: computed, not stored
+            for (int t = 0; t < nt; ++t) std::memcpy(y + (t0 + t) * ld + r0, g + t * kTileRows, nr * sizeof(float));
           }
         }
       },

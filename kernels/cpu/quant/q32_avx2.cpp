@@ -1,6 +1,7 @@
 // q32 kernels for the avx2 path (AVX2 + FMA + F16C; compiled with -march=x86-64-v3 only). The
 // kernels themselves are q32_simd.inc; this file supplies the 8-bit dot product: maddubs
 // (u8 x s8 -> pairs of int16, no saturation for |u| <= 128, |s| <= 127) then madd by ones.
+#include <cmath>
 #include <cstring>
 #include <limits>
 

@@ -2,6 +2,7 @@
 // -mavx512vnni only). The kernels are q32_simd.inc at 256 bits; this file supplies VNNI's
 // vpdpbusd (u8 x s8 summed into int32 lanes in one instruction) and a mask move for the fifth
 // bit of Q5 quants. 32 vector registers hold a 4 x 4 tile of accumulators.
+#include <cmath>
 #include <cstring>
 #include <limits>
 

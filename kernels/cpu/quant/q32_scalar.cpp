@@ -204,6 +204,16 @@ void tile_float(const uint8_t* w, size_t w_stride, int nr, const uint8_t* x, siz
   }
 }
 
+// g / (1 + exp(-a)) with a = g (SiLU) or a = 2 sqrt(2/pi) (g + 0.044715 g^3) (GELU-tanh).
+template <bool kGelu>
+void gate_act(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    const float a = kGelu ? 1.5957691216057308f * (g + 0.044715f * g * g * g) : g;
+    out[i] = g / (1.0f + std::exp(-a)) * up[i];
+  }
+}
+
 int idx(GgmlType t) { return static_cast<int>(t); }
 
 }  // namespace
@@ -219,6 +229,8 @@ void register_q32_scalar(IsaKernels& k) {
   k.tile[idx(GgmlType::Q5_1)] = tile_blocks<GgmlType::Q5_1>;
   k.quantize[static_cast<int>(ActFormat::kQ8_0)] = quantize_q8_0;
   k.quantize[static_cast<int>(ActFormat::kQ8_1)] = quantize_q8_1;
+  k.gate[static_cast<int>(GateKind::kSilu)] = gate_act<false>;
+  k.gate[static_cast<int>(GateKind::kGeluTanh)] = gate_act<true>;
 }
 
 }  // namespace jarvis::cpu::quant

@@ -52,9 +52,16 @@ using TileFn = void (*)(const uint8_t* w, size_t w_stride, int nr, const uint8_t
                         int64_t cols, float* y, int64_t ldy, bool accumulate);
 using QuantizeFn = void (*)(const float* x, void* out, int64_t cols);
 
+// out[i] = act(gate[i]) * up[i] for i < n (the gated feed-forward's epilogue; out may alias gate).
+// Both activations are g / (1 + exp(-a)): a = g for SiLU, a = 2 sqrt(2/pi) (g + 0.044715 g^3)
+// for GELU-tanh (0.5 (1 + tanh z) = 1 / (1 + exp(-2 z))).
+using GateFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
+enum class GateKind { kSilu, kGeluTanh, kCount };
+
 struct IsaKernels {
   TileFn tile[64] = {};                                           // indexed by GgmlType's number
   QuantizeFn quantize[static_cast<int>(ActFormat::kCount)] = {};  // indexed by ActFormat
+  GateFn gate[static_cast<int>(GateKind::kCount)] = {};           // indexed by GateKind (q32 fills it)
 };
 
 // Family registrations, one per (family, ISA) file. q32: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,

@@ -36,7 +36,9 @@ Expected reference(const WeightSpec& spec, const uint8_t* w, int64_t rows, int64
   }
   Expected e;
   for (auto* v : {&e.quantized, &e.exact, &e.tol_fp, &e.tol_act}) v->assign(static_cast<size_t>(n * rows), 0.0);
-  const int64_t steps = quantized ? cols / qblk : cols / 4;  // sequential additions per accumulator
+  // Sequential float additions per accumulator: at most one per 16-element sub-block (the
+  // K-quants scale 16 or 32 elements at a time; q32 kernels add once per 32), one per 4 floats.
+  const int64_t steps = quantized ? cols / 16 : cols / 4;
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* row = w + r * row_bytes;
     const std::vector<double> wr = reference_dequantize(spec.type, row, cols);

@@ -22,22 +22,16 @@ bool cpu_has_avx512() {
 }
 #endif
 
-// The path from JARVIS_CPU_ISA, or the best available; throws on a name that is unknown or that
-// this CPU cannot run (a forced path silently replaced by another would test the wrong code).
+// The path from JARVIS_CPU_ISA, or the best available; a forced path silently replaced by
+// another would test the wrong code, so a bad name throws.
 Isa choose_isa() {
-  const std::vector<Isa> avail = available_isas();
   const char* env = std::getenv("JARVIS_CPU_ISA");
-  if (env == nullptr || *env == '\0') return avail.back();
-  std::string names;
-  for (Isa isa : avail) {
-    if (std::strcmp(env, isa_name(isa)) == 0) return isa;
-    names += names.empty() ? "" : ", ";
-    names += isa_name(isa);
+  if (env == nullptr || *env == '\0') return available_isas().back();
+  try {
+    return isa_from_name(env);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("JARVIS_CPU_ISA=") + e.what());
   }
-  const bool known = !std::strcmp(env, "scalar") || !std::strcmp(env, "avx2") || !std::strcmp(env, "avx512");
-  throw std::invalid_argument(std::string("JARVIS_CPU_ISA=") + env +
-                              (known ? ": this CPU or build cannot run it" : ": unknown instruction set") +
-                              " (available: " + names + ")");
 }
 
 // -1 until first use: the choice is made lazily so a bad JARVIS_CPU_ISA is reported by the first
@@ -62,6 +56,20 @@ std::vector<Isa> available_isas() {
   if (cpu_has_avx512()) isas.push_back(Isa::kAvx512);
 #endif
   return isas;
+}
+
+Isa isa_from_name(const char* name) {
+  const std::vector<Isa> avail = available_isas();
+  std::string names;
+  for (Isa isa : avail) {
+    if (std::strcmp(name, isa_name(isa)) == 0) return isa;
+    names += names.empty() ? "" : ", ";
+    names += isa_name(isa);
+  }
+  const bool known = !std::strcmp(name, "scalar") || !std::strcmp(name, "avx2") || !std::strcmp(name, "avx512");
+  throw std::invalid_argument(std::string(name) +
+                              (known ? ": this CPU or build cannot run it" : ": unknown instruction set") +
+                              " (available: " + names + ")");
 }
 
 Isa active_isa() {

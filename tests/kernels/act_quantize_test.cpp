@@ -8,6 +8,8 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/cpu_isa.h"
@@ -112,6 +114,17 @@ TEST(CpuIsa, AllPathsListedScalarFirst) {
   for (cpu::Isa i : isas) std::printf(" %s", cpu::isa_name(i));
   std::printf("\n");
 #endif
+}
+
+TEST(CpuIsa, NamesParseAndBadNamesSayWhatExists) {
+  for (cpu::Isa isa : cpu::available_isas()) EXPECT_EQ(cpu::isa_from_name(cpu::isa_name(isa)), isa);
+  try {
+    cpu::isa_from_name("avx9000");
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown instruction set"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("scalar"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

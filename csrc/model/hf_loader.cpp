@@ -185,7 +185,8 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir, const ShardSpec& re
     if (!p.has_filename()) p = p.parent_path();  // "dir/" names the same directory
     c.model_name = p.filename().string();
   }
-  TokenizerData tok = tokenizer_data_from_hf(dir);
+  // A middle rank neither tokenizes nor samples (gguf_model_loader.cpp does the same).
+  TokenizerData tok = shard.has_embedding || shard.has_head ? tokenizer_data_from_hf(dir) : TokenizerData{};
   return std::make_unique<Model>(std::move(c), shard, std::move(w), std::move(tok));
 }
 

@@ -130,4 +130,10 @@ def test_smollm2_shard_memory_is_its_share(smollm, tmp_path, weights):
     slack_kb = 48 * 1024
     for rep in (full, mid):
         assert rep["rss_kb"] < rep["weights_bytes"] // 1024 + slack_kb, rep
-    assert mid["hwm_kb"] < full["hwm_kb"] / 10
+    if weights == "f32":
+        assert mid["hwm_kb"] < full["hwm_kb"] / 10
+    else:
+        # Natively one layer is 2 MB, below the process's own baseline; what must hold is that
+        # the shard's peak beyond its weights is no more than the whole model's.
+        overhead = {k: r["hwm_kb"] - r["weights_bytes"] // 1024 for k, r in (("full", full), ("mid", mid))}
+        assert overhead["mid"] <= overhead["full"], overhead

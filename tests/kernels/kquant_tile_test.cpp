@@ -21,29 +21,6 @@ namespace {
 
 using test::reference_dequantize;
 
-// The ISAs to run: those available_isas() lists, and those this CPU has the instructions for
-// (the interim cpu_isa.cpp lists scalar only; the kernels are compiled for all three).
-std::vector<Isa> isas_under_test() {
-  std::vector<Isa> out = available_isas();
-  auto add = [&](Isa isa) {
-    for (Isa i : out) {
-      if (i == isa) return;
-    }
-    out.push_back(isa);
-  };
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2) add(Isa::kAvx2);
-  if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512vnni")) {
-    add(Isa::kAvx512);
-  }
-#endif
-  return out;
-}
-
 struct TypeInfo {
   GgmlType type;
   size_t block_bytes;
@@ -178,7 +155,7 @@ std::vector<double> term_magnitudes(const TypeInfo& t, const uint8_t* row, int64
 
 TEST(KquantTile, EveryCaseEveryIsaMatchesTheBlockReference) {
   constexpr double u = 0x1p-24;  // float's unit roundoff
-  const std::vector<Isa> isas = isas_under_test();
+  const std::vector<Isa> isas = available_isas();
   std::mt19937 rng(1234);
   int checked = 0;
   for (const KquantCase& c : kquant_cases()) {
@@ -290,7 +267,7 @@ TEST(KquantQuantizer, EveryIsaWritesTheRulesBytes) {
   ASSERT_EQ(tie.d, 1.0f);
   ASSERT_EQ(tie.qs[1], -126);  // -125.5 -> -126 (even), not -125
   ASSERT_EQ(tie.qs[2], -124);  // -124.5 -> -124 (even), not -125
-  for (Isa isa : isas_under_test()) {
+  for (Isa isa : available_isas()) {
     const QuantizeFn quantize = isa_kernels(isa).quantize[static_cast<int>(ActFormat::kQ8_K)];
     ASSERT_NE(quantize, nullptr) << isa_name(isa);
     for (int64_t cols : {int64_t{256}, int64_t{1280}, n}) {

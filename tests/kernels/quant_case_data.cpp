@@ -17,6 +17,9 @@ const std::vector<WeightSpec>& weight_specs() {
       {GgmlType::Q4_1, 32, 20, {0, 2}, 15},
       {GgmlType::Q5_0, 32, 22, {0}, 16},
       {GgmlType::Q5_1, 32, 24, {0, 2}, 31},
+      {GgmlType::Q4_K, 256, 144, {0, 2}, 63 * 15},
+      {GgmlType::Q5_K, 256, 176, {0, 2}, 63 * 31},
+      {GgmlType::Q6_K, 256, 210, {208}, 128 * 32},
   };
   return specs;
 }

@@ -30,26 +30,6 @@ std::string gemma_path() {
   return env ? env : std::string(JARVIS_SOURCE_DIR) + "/models/gemma-3-270m-q4_k_m.gguf";
 }
 
-// available_isas(), and the paths this CPU has the instructions for (until cpu_isa.cpp lists them).
-std::vector<Isa> isas_under_test() {
-  std::vector<Isa> out = available_isas();
-  auto add = [&](Isa isa) {
-    for (Isa i : out) {
-      if (i == isa) return;
-    }
-    out.push_back(isa);
-  };
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) add(Isa::kAvx2);
-  if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512vnni")) {
-    add(Isa::kAvx512);
-  }
-#endif
-  return out;
-}
-
 std::vector<double> decode(GgmlType type, const uint8_t* blocks, int64_t n) {
   std::vector<float> f(static_cast<size_t>(n));
   EXPECT_TRUE(dequantize_row(type, blocks, f.data(), n));
@@ -127,7 +107,7 @@ TEST(KquantRealTensors, GemmaQ4KMWeightsOnEveryIsa) {
         tol[k * kRows + r] = n * u * m / (1 - n * u) + u * std::fabs(s);
       }
     }
-    for (Isa isa : isas_under_test()) {
+    for (Isa isa : available_isas()) {
       const IsaKernels& kernels = isa_kernels(isa);
       std::vector<uint8_t> xi(xq.size());
       for (int k = 0; k < kTokens; ++k) {

@@ -11,6 +11,8 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
+#include <limits>
+
 #include "kernels/cpu/quant/kquant_common.h"
 
 namespace jarvis::cpu::quant {
@@ -50,7 +52,8 @@ void quantize_q8_k(const float* x, void* out, int64_t cols) {
   for (int64_t b = 0; b < cols / kSuper; ++b, x += kSuper) {
     __m256 vmax = _mm256_setzero_ps();
     for (int i = 0; i < kSuper; i += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(abs_mask, _mm256_loadu_ps(x + i)));
-    const float d = hmax(vmax) / 127.0f;
+    float d = hmax(vmax) / 127.0f;
+    if (d < std::numeric_limits<float>::min()) d = 0.0f;  // 1/d would overflow: a zero block
     const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
     y[b].d = d;
     for (int i = 0; i < kSuper; i += 32) {

@@ -10,6 +10,8 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
+#include <limits>
+
 #include "kernels/cpu/quant/kquant_common.h"
 
 namespace jarvis::cpu::quant {
@@ -31,7 +33,8 @@ void quantize_q8_k(const float* x, void* out, int64_t cols) {
   for (int64_t b = 0; b < cols / kSuper; ++b, x += kSuper) {
     __m512 vmax = _mm512_setzero_ps();
     for (int i = 0; i < kSuper; i += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-    const float d = _mm512_reduce_max_ps(vmax) / 127.0f;
+    float d = _mm512_reduce_max_ps(vmax) / 127.0f;
+    if (d < std::numeric_limits<float>::min()) d = 0.0f;  // 1/d would overflow: a zero block
     const __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
     y[b].d = d;
     for (int g = 0; g < 16; ++g) {

@@ -6,6 +6,7 @@
 //   Q6_K:      dot = dx * d * sum_s scale_s * (sum(q * qx) - 32 * sum(qx))
 // where sum(qx) over a sub-block comes from the block's bsums, never from qx itself.
 #include <cmath>
+#include <limits>
 
 #include "kernels/cpu/dequant.h"
 #include "kernels/cpu/quant/kquant_common.h"
@@ -21,7 +22,8 @@ void quantize_q8_k(const float* x, void* out, int64_t cols) {
   for (int64_t b = 0; b < cols / kSuper; ++b, x += kSuper) {
     float amax = 0.0f;
     for (int i = 0; i < kSuper; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-    const float d = amax / 127.0f;
+    float d = amax / 127.0f;
+    if (d < std::numeric_limits<float>::min()) d = 0.0f;  // 1/d would overflow: a zero block
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y[b].d = d;
     for (int i = 0; i < kSuper; ++i) y[b].qs[i] = static_cast<int8_t>(std::nearbyint(x[i] * id));

@@ -37,14 +37,6 @@ void send_error(Response& res, const ApiError& e) {
   res.set_content(error_body(e), "application/json");
 }
 
-// The request body has not been read: answer, then close the connection rather than parse the
-// rest of the body as the next request.
-void send_error_and_close(Response& res, const ApiError& e) {
-  send_error(res, e);
-  res.set_header("Connection", "close");
-  HttpServer::close_after_response();
-}
-
 // Runs a handler, turning every exception into the OpenAI error it stands for.
 template <typename Fn>
 void guarded(Response& res, Fn&& fn) {
@@ -119,43 +111,23 @@ void ApiServer::run() { http_.run(); }
 void ApiServer::begin_shutdown() { http_.begin_shutdown(); }
 
 void ApiServer::install_routes() {
-  const size_t max_body = ctx_.config.max_body_bytes;
-  http_.set_payload_max_length(max_body);
+  const size_t max_body = ctx_.config.http.max_body_bytes;
 
-  // Before the body is read: authentication, encodings and declared sizes we refuse.
-  auto precheck = [this, max_body](const Request& req, Response& res) -> int {
+  // Before the body is handled: authentication and encodings we refuse. (Framing, body sizes and
+  // "Expect: 100-continue" are the connection front's: connection_front.h.)
+  http_.set_pre_routing_handler([this](const Request& req, Response& res) {
     if (!is_open_path(req.path) && !authorized(req, ctx_.config.api_key)) {
-      send_error_and_close(res, ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
-                                         "invalid_request_error", {}, "invalid_api_key"));
-      return 401;
+      send_error(res, ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
+                               "invalid_request_error", {}, "invalid_api_key"));
+      return httplib::Server::HandlerResponse::Handled;
     }
     const std::string encoding = req.get_header_value("Content-Encoding");
     if (!encoding.empty() && encoding != "identity") {
-      send_error_and_close(res, ApiError(415, "Content-Encoding '" + encoding + "' is not supported",
-                                         "invalid_request_error", {}, "unsupported_encoding"));
-      return 415;
+      send_error(res, ApiError(415, "Content-Encoding '" + encoding + "' is not supported", "invalid_request_error",
+                               {}, "unsupported_encoding"));
+      return httplib::Server::HandlerResponse::Handled;
     }
-    if (req.has_header("Content-Length")) {
-      const std::string len = req.get_header_value("Content-Length");
-      char* end = nullptr;
-      const unsigned long long n = std::strtoull(len.c_str(), &end, 10);
-      if (len.empty() || *end != '\0' || n > max_body) {
-        send_error_and_close(res, ApiError(413, "the request body is larger than " + std::to_string(max_body) +
-                                                    " bytes",
-                                           "invalid_request_error", {}, "request_too_large"));
-        return 413;
-      }
-    }
-    return 0;
-  };
-  http_.set_pre_routing_handler([precheck](const Request& req, Response& res) {
-    return precheck(req, res) ? httplib::Server::HandlerResponse::Handled
-                              : httplib::Server::HandlerResponse::Unhandled;
-  });
-  // curl sends big bodies with "Expect: 100-continue": refuse them before they are sent.
-  http_.set_expect_100_continue_handler([precheck](const Request& req, Response& res) {
-    const int status = precheck(req, res);
-    return status ? status : 100;
+    return httplib::Server::HandlerResponse::Unhandled;
   });
 
   auto post = [this, max_body](const char* path, void (*handler)(ApiContext&, const std::string&, Response&)) {

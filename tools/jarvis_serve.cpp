@@ -280,11 +280,18 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-prefix-caching", no_prefix_caching, "do not share KV blocks of identical prompt prefixes");
-  app.add_option("--max-body-bytes", s.max_body_bytes, "larger request bodies get 413")->capture_default_str()->check(
+  app.add_option("--max-body-bytes", s.http.max_body_bytes, "larger request bodies get 413")->capture_default_str()->check(
       CLI::PositiveNumber);
   app.add_option("--http-threads", s.http.threads, "connections served at once")->capture_default_str()->check(
       CLI::PositiveNumber);
-  app.add_option("--max-pending-connections", s.http.max_pending, "connections waiting for a thread; beyond: 503")
+  app.add_option("--max-pending-connections", s.http.max_pending, "complete requests waiting for a thread; beyond: 503")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-connections", s.http.max_connections, "open connections at most; beyond: 503 and close")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-connections-per-address", s.http.max_per_address,
+                 "open connections from one client address (0: no cap); beyond: 429 and close")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--request-timeout-seconds", s.http.request_timeout_s,

@@ -105,8 +105,9 @@ std::chrono::steady_clock::duration seconds(double s) {
 
 }  // namespace
 
-ConnectionFront::ConnectionFront(int listen_fd, const FrontLimits& limits, Dispatch dispatch)
-    : listen_fd_(listen_fd), limits_(limits), dispatch_(std::move(dispatch)) {
+ConnectionFront::ConnectionFront(int listen_fd, const FrontLimits& limits, Dispatch dispatch,
+                                 RefusalObserver on_refusal)
+    : listen_fd_(listen_fd), limits_(limits), dispatch_(std::move(dispatch)), on_refusal_(std::move(on_refusal)) {
   ::fcntl(listen_fd_, F_SETFL, ::fcntl(listen_fd_, F_GETFL) | O_NONBLOCK);
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -205,6 +206,7 @@ void ConnectionFront::accept_new() {
     const std::string peer = peer_address(addr);
     const int total = static_cast<int>(open_.size()) + at_workers_;
     if (total >= limits_.max_connections) {
+      observe(503);
       refuse_at_accept(fd, 503, "server_overloaded",
                        "server overloaded: " + std::to_string(limits_.max_connections) +
                            " connections are open, retry later");
@@ -212,6 +214,7 @@ void ConnectionFront::accept_new() {
     }
     auto it = per_address_.find(peer);
     if (limits_.max_per_address > 0 && it != per_address_.end() && it->second >= limits_.max_per_address) {
+      observe(429);
       refuse_at_accept(fd, 429, "too_many_connections",
                        "too many connections from " + peer + " (at most " +
                            std::to_string(limits_.max_per_address) + "), retry later");
@@ -291,6 +294,7 @@ void ConnectionFront::advance(Open& o) {
 }
 
 void ConnectionFront::refuse(Open& o, int status, const std::string& code, const std::string& message) {
+  observe(status);
   send_error_now(o.c.fd, status, code, message);
   linger(o);
 }
@@ -344,6 +348,7 @@ void ConnectionFront::expire(Clock::time_point now) {
   for (int fd : timed_out) {
     Open& o = open_.at(fd);
     if (o.phase == Phase::kReading && o.request_started && !o.c.data.empty()) {
+      observe(408);
       send_error_now(fd, 408, "request_timeout",
                      "the request did not arrive within " + std::to_string(limits_.request_timeout_s) + " s");
     }

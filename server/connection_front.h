@@ -45,9 +45,11 @@ class ConnectionFront {
   // Takes a connection holding a complete request; returns false (leaving it) when no worker can
   // take it, and the front answers 503.
   using Dispatch = std::function<bool(Connection&)>;
+  // Told the status of every answer the front gives itself (refusals, timeouts); may be empty.
+  using RefusalObserver = std::function<void(int status)>;
 
   // listen_fd: a bound, listening socket (the front makes it non-blocking; the caller closes it).
-  ConnectionFront(int listen_fd, const FrontLimits& limits, Dispatch dispatch);
+  ConnectionFront(int listen_fd, const FrontLimits& limits, Dispatch dispatch, RefusalObserver on_refusal = {});
   ~ConnectionFront();  // closes every connection it still holds
   ConnectionFront(const ConnectionFront&) = delete;
   ConnectionFront& operator=(const ConnectionFront&) = delete;
@@ -78,6 +80,9 @@ class ConnectionFront {
   void refuse(Open& o, int status, const std::string& code, const std::string& message);
   void linger(Open& o);  // answered: let the client read it, drop what it still sends, then close
   void close_connection(int fd);
+  void observe(int status) {
+    if (on_refusal_) on_refusal_(status);
+  }
   void take_back_given();
   void expire(Clock::time_point now);
   void watch(int fd);
@@ -88,6 +93,7 @@ class ConnectionFront {
   const int listen_fd_;
   const FrontLimits limits_;
   Dispatch dispatch_;
+  RefusalObserver on_refusal_;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;  // eventfd: a worker gave a connection back, or draining began
   std::atomic<bool> draining_{false};

@@ -1,5 +1,6 @@
 #include "server/generation_handlers.h"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 
@@ -16,6 +17,12 @@ using nlohmann::json;
 
 constexpr std::chrono::milliseconds kPollInterval{50};  // how soon a vanished client is noticed
 
+// The response's "created": when the request arrived, in Unix seconds (OpenAI's meaning).
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // max_tokens: the request's, else the endpoint's default (nullopt: what the context leaves), then
 // checked against the context window as OpenAI does.
 int resolve_max_tokens(const ApiContext& ctx, const GenerationParams& p, int prompt_len, std::optional<int> dflt) {
@@ -27,7 +34,8 @@ int resolve_max_tokens(const ApiContext& ctx, const GenerationParams& p, int pro
                           " tokens, which leaves no room for a completion.",
                       "prompt", "context_length_exceeded");
   }
-  int max_tokens = p.max_tokens ? *p.max_tokens : dflt ? *dflt : n_ctx - prompt_len;
+  // An implicit default never asks for more than the context leaves (vLLM); an explicit one is checked.
+  int max_tokens = p.max_tokens ? *p.max_tokens : dflt ? std::min(*dflt, n_ctx - prompt_len) : n_ctx - prompt_len;
   if (max_tokens == 0) max_tokens = 1;  // scoring a prompt (echo, max_tokens 0): one token, dropped
   if (prompt_len + max_tokens > n_ctx) {
     throw bad_request("This model's maximum context length is " + std::to_string(n_ctx) +
@@ -69,6 +77,7 @@ void check_errors(const GenerationRun& run) {
 }  // namespace
 
 void handle_completions(ApiContext& ctx, const std::string& body, httplib::Response& res) {
+  const int64_t created = unix_now();
   const CompletionRequest req = parse_completion_request(parse_json_body(body));
   ctx.check_model(req.params.model);
   const GenerationParams& p = req.params;
@@ -101,7 +110,7 @@ void handle_completions(ApiContext& ctx, const std::string& body, httplib::Respo
     ++group;
   }
   run->start();
-  const ResponseMeta meta{run->id(), ctx.created, ctx.config.served_model_name};
+  const ResponseMeta meta{run->id(), created, ctx.config.served_model_name};
   if (p.stream) {
     start_stream(res, std::move(run), meta, out, /*chat=*/false, p.include_usage, ctx.tok);
     return;
@@ -112,6 +121,7 @@ void handle_completions(ApiContext& ctx, const std::string& body, httplib::Respo
 }
 
 void handle_chat_completions(ApiContext& ctx, const std::string& body, httplib::Response& res) {
+  const int64_t created = unix_now();
   const ChatRequest req = parse_chat_request(parse_json_body(body));
   ctx.check_model(req.params.model);
   const GenerationParams& p = req.params;
@@ -128,7 +138,7 @@ void handle_chat_completions(ApiContext& ctx, const std::string& body, httplib::
   out.logprobs = p.logprobs;
   out.ignore_eos = p.options.ignore_eos;
   run->start();
-  const ResponseMeta meta{run->id(), ctx.created, ctx.config.served_model_name};
+  const ResponseMeta meta{run->id(), created, ctx.config.served_model_name};
   if (p.stream) {
     start_stream(res, std::move(run), meta, out, /*chat=*/true, p.include_usage, ctx.tok);
     return;

@@ -144,7 +144,7 @@ void HttpServer::run() {
       if (pool.try_submit(job)) return true;
       c = std::move(*held);
       return false;
-    });
+    }, on_refusal_);
     if (shutting_down_) front_->begin_drain();
   }
   front_->run([&pool] { return pool.quiet(); });

@@ -47,6 +47,9 @@ class HttpServer : public httplib::Server {
   void begin_shutdown();
   bool shutting_down() const { return shutting_down_.load(); }
 
+  // Told the status of each answer the connection front gives by itself (refusals, timeouts).
+  void set_refusal_observer(ConnectionFront::RefusalObserver observer) { on_refusal_ = std::move(observer); }
+
   // For handlers, on their connection's thread:
   // false once the client closed or reset its connection.
   static bool client_connected();
@@ -60,6 +63,7 @@ class HttpServer : public httplib::Server {
   HttpLimits limits_;
   int port_ = 0;
   std::atomic<bool> shutting_down_{false};
+  ConnectionFront::RefusalObserver on_refusal_;
   std::mutex front_mu_;                     // begin_shutdown() may race run() creating the front
   std::unique_ptr<ConnectionFront> front_;  // while run() runs
 };

@@ -258,6 +258,9 @@ int main(int argc, char** argv) {
       CLI::Range(0, 65535));
   app.add_option("--api-key", s.api_key, "require 'Authorization: Bearer <key>' (default: $JARVIS_API_KEY)");
   app.add_option("--served-model-name", o.served_model_name, "model id in the API (default: the file name)");
+  app.add_option("--allowed-origins", s.allowed_origins,
+                 "CORS: origins browsers may call the API from, comma-separated, or '*' (default: none)")
+      ->delimiter(',');
   app.add_option("--threads", e.threads, "CPU threads for the forward pass (0: all)")->capture_default_str()->check(
       CLI::NonNegativeNumber);
   app.add_option("--kv-cache-bytes", e.kv_cache_bytes, "KV cache budget in bytes (0: use --kv-cache-fraction)")

@@ -81,6 +81,7 @@ void handle_completions(ApiContext& ctx, const std::string& body, httplib::Respo
   const CompletionRequest req = parse_completion_request(parse_json_body(body));
   ctx.check_model(req.params.model);
   const GenerationParams& p = req.params;
+  ctx.check_token_ids(p.options.stop_token_ids, "stop_token_ids");
 
   auto run = std::make_unique<GenerationRun>(ctx.engine, ctx.new_id("cmpl"));
   OutputOptions out;
@@ -104,6 +105,7 @@ void handle_completions(ApiContext& ctx, const std::string& body, httplib::Respo
     for (int i = 0; i < p.n; ++i) {
       RequestOptions o = choice_options(p, max_tokens, i);
       if (req.echo && p.logprobs >= 0) o.prompt_logprobs = p.logprobs;
+      o.score_only = out.score_only;
       run->add_choice(ids, text, o);
       run->set_prompt_group(static_cast<int>(run->choices().size()) - 1, group);
     }
@@ -125,6 +127,7 @@ void handle_chat_completions(ApiContext& ctx, const std::string& body, httplib::
   const ChatRequest req = parse_chat_request(parse_json_body(body));
   ctx.check_model(req.params.model);
   const GenerationParams& p = req.params;
+  ctx.check_token_ids(p.options.stop_token_ids, "stop_token_ids");
 
   std::string text;
   const std::vector<int32_t> ids = ctx.encode_chat(req.messages, req.add_generation_prompt, true, &text);

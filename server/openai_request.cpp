@@ -38,7 +38,7 @@ void refuse_unsupported_extras(const JsonFields& f, bool chat) {
     throw bad_request("'" + name + "' " + value + " is not supported by this server", name, "unsupported_parameter");
   };
   if (auto v = f.integer("min_tokens", 0, kMaxTokensLimit); v && *v > 0) refuse("min_tokens", "above 0");
-  for (const char* name : {"stop_token_ids", "allowed_token_ids", "bad_words"}) {
+  for (const char* name : {"allowed_token_ids", "bad_words"}) {
     const json* v = f.raw(name);
     if (!v) continue;
     if (!v->is_array()) throw bad_request(std::string("'") + name + "' must be a list", name, "invalid_type");
@@ -193,6 +193,13 @@ GenerationParams parse_generation_params(const JsonFields& f, bool chat) {
     p.options.stop = std::move(*stop);
   }
   p.options.ignore_eos = f.boolean("ignore_eos").value_or(false);
+  if (const json* ids = f.raw("stop_token_ids")) {  // vLLM's; the handler checks them against the vocabulary
+    if (!ids->is_array()) throw bad_request("'stop_token_ids' must be a list of token ids", "stop_token_ids", "invalid_type");
+    if (ids->size() > static_cast<size_t>(kMaxStopTokenIds)) {
+      throw bad_request("at most " + std::to_string(kMaxStopTokenIds) + " stop_token_ids", "stop_token_ids");
+    }
+    p.options.stop_token_ids = token_list(*ids, "stop_token_ids");
+  }
 
   p.n = static_cast<int>(f.integer("n", 1, kMaxChoices).value_or(1));
   if (auto best_of = f.integer("best_of", 1, kMaxChoices); best_of && *best_of != p.n) {

@@ -68,7 +68,6 @@ def test_implicit_max_tokens_is_clamped_to_the_context(server, client):
 
 REFUSED = [  # (extra body, the field the 400 names); each is ignored silently by a server that drops it
     ({"min_tokens": 3}, "min_tokens"),
-    ({"stop_token_ids": [2]}, "stop_token_ids"),
     ({"include_stop_str_in_output": True}, "include_stop_str_in_output"),
     ({"skip_special_tokens": False}, "skip_special_tokens"),
     ({"logit_bias": {"28": 5}}, "logit_bias"),
@@ -174,3 +173,55 @@ def test_health_is_503_while_draining_after_sigterm():
         assert s.proc.wait(30) == 0
     finally:
         s.close()
+
+
+def test_stop_token_ids_end_the_sequence(server, client):
+    full = client.completions.create(model=NAME, prompt="The capital of France is", max_tokens=8, temperature=0,
+                                     extra_body={"ignore_eos": True})
+    text = full.choices[0].text
+    ids = server.post_json("/tokenize", {"prompt": text, "add_special_tokens": False})[1]["tokens"]
+    assert len(ids) >= 4, (text, ids)
+    stop_id = ids[2]
+    r = client.completions.create(model=NAME, prompt="The capital of France is", max_tokens=8, temperature=0,
+                                  extra_body={"ignore_eos": True, "stop_token_ids": [stop_id]})
+    # Generation ends at the first sampled stop_id, without its text (even with ignore_eos).
+    assert r.choices[0].finish_reason == "stop", r
+    assert len(r.choices[0].text) < len(text) and text.startswith(r.choices[0].text), (r.choices[0].text, text)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=NAME, prompt="Hi", max_tokens=2, extra_body={"stop_token_ids": [10 ** 8]})
+    assert e.value.body["param"] == "stop_token_ids"
+
+
+def test_scoring_a_prompt_records_no_generated_token_and_no_ttft(server, client):
+    def counts():
+        text = server.get("/metrics")
+        return (metric_value(text, "jarvis:generation_tokens_total"),
+                metric_value(text, "jarvis:time_to_first_token_seconds_count"),
+                metric_value(text, "jarvis:prompt_tokens_total"))
+    gen0, ttft0, prompt0 = counts()
+    r = client.completions.create(model=NAME, prompt="Score this prompt please", max_tokens=0, echo=True,
+                                  logprobs=0)
+    assert r.usage.completion_tokens == 0
+    gen1, ttft1, prompt1 = counts()
+    assert (gen1, ttft1) == (gen0, ttft0)
+    assert prompt1 == prompt0 + r.usage.prompt_tokens
+
+
+def test_completion_logprobs_keep_the_bytes_of_partial_characters(client):
+    prompt = "Pizza 🍕, sushi 🍣 and 日本語 ok"
+    r = client.completions.create(model=NAME, prompt=prompt, max_tokens=0, echo=True, logprobs=0)
+    lp = r.choices[0].logprobs
+    raw = prompt.encode()
+    assert any(t.startswith("bytes:") for t in lp.tokens), lp.tokens  # the case under test occurs
+    pos = 0
+    for token, offset in zip(lp.tokens, lp.text_offset):
+        if token.startswith("bytes:"):
+            piece = bytes(int(h, 16) for h in token[len("bytes:"):].split("\\x")[1:])
+            assert piece, token
+        else:
+            piece = token.encode()
+        assert raw[pos:pos + len(piece)] == piece, (token, raw[pos:pos + 8])
+        # text_offset: the character (Python index into the text) the token's first byte is in.
+        assert offset == len(raw[:pos].decode("utf-8", "ignore")), (token, offset)
+        pos += len(piece)
+    assert pos == len(raw)

@@ -493,6 +493,7 @@ void Engine::submit(Request request, UpdateCallback on_update) {
   stop.stop = o.stop;
   stop.ignore_eos = o.ignore_eos;
   stop.stop_token_ids = o.stop_token_ids;
+  stop.include_stop_str = o.include_stop_str_in_output;
   stop.prompt_tokens = static_cast<int>(request.prompt.size());
   stop.context_length = m.context_length;
   const std::string id = request.id;

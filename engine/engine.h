@@ -61,6 +61,7 @@ struct RequestOptions {
   // is not output, so the metrics record no generated token and no time to first token.
   bool score_only = false;
   std::vector<int32_t> stop_token_ids;  // vLLM's: these end the sequence like EOS (their text not output)
+  bool include_stop_str_in_output = false;  // vLLM's: the text ends with the stop string it stopped at
 };
 
 struct Request {

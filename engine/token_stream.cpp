@@ -49,6 +49,7 @@ StreamEvent TokenStream::push(SampleResult s) {
     if (!stops_.stopped()) event.text += stops_.flush();
     else finish_ = FinishReason::kStopString;
   }
+  if (finished_ && stops_.stopped() && cond_.include_stop_str) event.text += stops_.matched();
   return event;
 }
 

@@ -44,7 +44,6 @@ void refuse_unsupported_extras(const JsonFields& f, bool chat) {
     if (!v->is_array()) throw bad_request(std::string("'") + name + "' must be a list", name, "invalid_type");
     if (!v->empty()) refuse(name, "(a non-empty list)");
   }
-  if (f.boolean("include_stop_str_in_output").value_or(false)) refuse("include_stop_str_in_output", "true");
   // Special (control) tokens never reach the text: that is skip_special_tokens=true, vLLM's default.
   if (!f.boolean("skip_special_tokens").value_or(true)) refuse("skip_special_tokens", "false");
   if (!f.boolean("spaces_between_special_tokens").value_or(true)) refuse("spaces_between_special_tokens", "false");
@@ -193,6 +192,7 @@ GenerationParams parse_generation_params(const JsonFields& f, bool chat) {
     p.options.stop = std::move(*stop);
   }
   p.options.ignore_eos = f.boolean("ignore_eos").value_or(false);
+  p.options.include_stop_str_in_output = f.boolean("include_stop_str_in_output").value_or(false);
   if (const json* ids = f.raw("stop_token_ids")) {  // vLLM's; the handler checks them against the vocabulary
     if (!ids->is_array()) throw bad_request("'stop_token_ids' must be a list of token ids", "stop_token_ids", "invalid_type");
     if (ids->size() > static_cast<size_t>(kMaxStopTokenIds)) {

@@ -285,7 +285,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-prefix-caching", no_prefix_caching, "do not share KV blocks of identical prompt prefixes");
   app.add_option("--max-body-bytes", s.http.max_body_bytes, "larger request bodies get 413")->capture_default_str()->check(
       CLI::PositiveNumber);
-  app.add_option("--http-threads", s.http.threads, "connections served at once")->capture_default_str()->check(
+  app.add_option("--http-threads", s.http.threads, "requests answered at once (a stream holds one)")->capture_default_str()->check(
       CLI::PositiveNumber);
   app.add_option("--max-pending-connections", s.http.max_pending, "complete requests waiting for a thread; beyond: 503")
       ->capture_default_str()

@@ -68,7 +68,6 @@ def test_implicit_max_tokens_is_clamped_to_the_context(server, client):
 
 REFUSED = [  # (extra body, the field the 400 names); each is ignored silently by a server that drops it
     ({"min_tokens": 3}, "min_tokens"),
-    ({"include_stop_str_in_output": True}, "include_stop_str_in_output"),
     ({"skip_special_tokens": False}, "skip_special_tokens"),
     ({"logit_bias": {"28": 5}}, "logit_bias"),
     ({"allowed_token_ids": [28, 29]}, "allowed_token_ids"),
@@ -225,3 +224,19 @@ def test_completion_logprobs_keep_the_bytes_of_partial_characters(client):
         assert offset == len(raw[:pos].decode("utf-8", "ignore")), (token, offset)
         pos += len(piece)
     assert pos == len(raw)
+
+
+def test_include_stop_str_in_output(client):
+    full = client.completions.create(model=NAME, prompt="The capital of France is", max_tokens=8, temperature=0,
+                                     extra_body={"ignore_eos": True}).choices[0].text
+    words = full.split()
+    assert len(words) >= 2, full
+    stop = words[1]  # a stop string that occurs in the greedy text
+    cut = full[:full.index(stop)]
+    r = client.completions.create(model=NAME, prompt="The capital of France is", max_tokens=8, temperature=0,
+                                  stop=[stop], extra_body={"ignore_eos": True}).choices[0]
+    assert (r.text, r.finish_reason) == (cut, "stop")
+    r = client.completions.create(model=NAME, prompt="The capital of France is", max_tokens=8, temperature=0,
+                                  stop=[stop], extra_body={"ignore_eos": True,
+                                                           "include_stop_str_in_output": True}).choices[0]
+    assert (r.text, r.finish_reason) == (cut + stop, "stop")

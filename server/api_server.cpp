@@ -191,19 +191,26 @@ void ApiServer::install_routes() {
 
   // CORS (--allowed-origins): a browser's preflight, and the header on every answer.
   const std::vector<std::string> origins = ctx_.config.allowed_origins;
-  http_.Options(R"(.*)", [origins](const Request& req, Response& res) {
-    const std::string origin = req.get_header_value("Origin");
-    if (origins.empty() || origin.empty() || !origin_allowed(origins, origin)) {
-      send_error(res, ApiError(403, "origin '" + origin + "' is not allowed (--allowed-origins)",
-                               "invalid_request_error", {}, "origin_not_allowed"));
-      return;
-    }
-    res.status = 204;
-    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-    const std::string asked = req.get_header_value("Access-Control-Request-Headers");
-    res.set_header("Access-Control-Allow-Headers", asked.empty() ? "Authorization, Content-Type" : asked);
-    res.set_header("Access-Control-Max-Age", "600");
-  });
+  if (!origins.empty()) {
+    http_.Options(R"(.*)", [origins](const Request& req, Response& res) {
+      const std::string origin = req.get_header_value("Origin");
+      if (origin.empty()) {  // not a preflight: OPTIONS is no method of the API
+        send_error(res, ApiError(405, "method OPTIONS is not allowed on " + req.path + " (CORS preflights carry Origin)",
+                                 "invalid_request_error", {}, "method_not_allowed"));
+        return;
+      }
+      if (!origin_allowed(origins, origin)) {
+        send_error(res, ApiError(403, "origin '" + origin + "' is not allowed (--allowed-origins)",
+                                 "invalid_request_error", {}, "origin_not_allowed"));
+        return;
+      }
+      res.status = 204;
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+      const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+      res.set_header("Access-Control-Allow-Headers", asked.empty() ? "Authorization, Content-Type" : asked);
+      res.set_header("Access-Control-Max-Age", "600");
+    });
+  }
   http_.set_post_routing_handler([origins](const Request& req, Response& res) {
     if (!origins.empty()) add_cors_headers(origins, req, res);
   });

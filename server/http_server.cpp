@@ -3,11 +3,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -21,6 +23,27 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr int kListenBacklog = 4096;  // httplib's compiled-in 5 drops SYNs under a burst of clients
+constexpr rlim_t kSpareDescriptors = 256;  // for the model file, pipeline links, logs, ...
+
+// Connections the process can hold open: raises the soft descriptor limit (often 1024) towards
+// `wanted` plus spares; if the hard limit is lower, fewer. Running out of descriptors would stop
+// accepting for everyone, so the cap must sit below it.
+int connection_budget(int wanted) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return wanted;
+  const rlim_t need = static_cast<rlim_t>(wanted) + kSpareDescriptors;
+  if (lim.rlim_cur < need) {
+    lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? need : std::min(need, lim.rlim_max);
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+    ::getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  if (lim.rlim_cur >= need) return wanted;
+  const int budget = lim.rlim_cur > 2 * kSpareDescriptors ? static_cast<int>(lim.rlim_cur - kSpareDescriptors)
+                                                          : static_cast<int>(lim.rlim_cur / 2);
+  std::fprintf(stderr, "jarvis-serve: only %llu file descriptors allowed: at most %d connections (not %d)\n",
+               static_cast<unsigned long long>(lim.rlim_cur), budget, wanted);
+  return budget;
+}
 
 struct ConnectionState {
   socket_t sock;
@@ -131,7 +154,7 @@ void HttpServer::bind(const std::string& host, int port) {
 void HttpServer::run() {
   WorkerPool pool(limits_.threads, limits_.max_pending);
   FrontLimits fl;
-  fl.max_connections = limits_.max_connections;
+  fl.max_connections = connection_budget(limits_.max_connections);
   fl.max_per_address = limits_.max_per_address;
   fl.request_timeout_s = limits_.request_timeout_s;
   fl.keep_alive_s = limits_.keep_alive_s;

@@ -146,6 +146,7 @@ def test_cors_preflight_and_headers(server):
     status, headers, _ = server.request("GET", "/v1/models", headers={"Origin": "http://evil.example"})
     assert status == 200 and "Access-Control-Allow-Origin" not in headers
     assert server.request("OPTIONS", "/v1/models", headers={"Origin": "http://evil.example"})[0] == 403
+    assert server.request("OPTIONS", "/v1/models")[0] == 405  # no Origin: not a preflight
 
 
 def test_health_is_503_while_draining_after_sigterm():

@@ -6,6 +6,7 @@ normal client shares their address. Either way every slow connection is closed a
 deadline. (Before the connection front, 140 such connections took all 128 HTTP threads and a normal
 request waited 9 s.)"""
 import resource
+import shutil
 
 import pytest
 
@@ -58,4 +59,17 @@ def test_flood_without_a_cap_holds_no_thread():
             assert flood.states() == {"open": FLOOD, "429": 0, "closed": 0}
             assert flood.closed_by_server(wait=DEADLINE + 3) == FLOOD
         # Once they are gone, still serving.
+        check_fast(normal_latencies(srv.host, srv.port, rounds=1))
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) not installed")
+def test_connection_cap_stays_below_the_descriptor_limit():
+    # 600 descriptors: the server keeps 256 spare and caps connections at 344 rather than let a
+    # flood exhaust the table (accept would then fail for everyone).
+    with Server("--max-connections-per-address", "0", prefix=["prlimit", "--nofile=600:600", "--"]) as srv:
+        assert "at most 344 connections" in srv.output(), srv.output()
+        with SlowClients(srv.host, srv.port, 400) as flood:
+            states = flood.states()
+            assert states == {"open": 344, "429": 0, "closed": 56}, states  # the rest: 503 at once
+        assert "pausing accepts" not in srv.output()
         check_fast(normal_latencies(srv.host, srv.port, rounds=1))

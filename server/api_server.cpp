@@ -175,7 +175,9 @@ void ApiServer::install_routes() {
   post("/tokenize", handle_tokenize);
   post("/detokenize", handle_detokenize);
 
-  http_.Get("/v1/models", [this](const Request&, Response& res) { guarded(ctx_.engine, res, [&] { handle_models(ctx_, res); }); });
+  http_.Get("/v1/models", [this](const Request&, Response& res) {
+    guarded(ctx_.engine, res, [&] { handle_models(ctx_, res); });
+  });
   http_.Get(R"(/v1/models/(.+))", [this](const Request& req, Response& res) {
     guarded(ctx_.engine, res, [&] { handle_model(ctx_, req.matches[1].str(), res); });
   });
@@ -195,7 +197,8 @@ void ApiServer::install_routes() {
     http_.Options(R"(.*)", [origins](const Request& req, Response& res) {
       const std::string origin = req.get_header_value("Origin");
       if (origin.empty()) {  // not a preflight: OPTIONS is no method of the API
-        send_error(res, ApiError(405, "method OPTIONS is not allowed on " + req.path + " (CORS preflights carry Origin)",
+        send_error(res, ApiError(405, "method OPTIONS is not allowed on " + req.path +
+                                          " (CORS preflights carry Origin)",
                                  "invalid_request_error", {}, "method_not_allowed"));
         return;
       }

@@ -111,7 +111,9 @@ ConnectionFront::ConnectionFront(int listen_fd, const FrontLimits& limits, Dispa
   ::fcntl(listen_fd_, F_SETFL, ::fcntl(listen_fd_, F_GETFL) | O_NONBLOCK);
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (epoll_fd_ < 0 || wake_fd_ < 0) throw Error(std::string("cannot set up the connection front: ") + std::strerror(errno));
+  if (epoll_fd_ < 0 || wake_fd_ < 0) {
+    throw Error(std::string("cannot set up the connection front: ") + std::strerror(errno));
+  }
   watch(listen_fd_);
   watch(wake_fd_);
 }

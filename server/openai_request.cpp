@@ -194,7 +194,9 @@ GenerationParams parse_generation_params(const JsonFields& f, bool chat) {
   p.options.ignore_eos = f.boolean("ignore_eos").value_or(false);
   p.options.include_stop_str_in_output = f.boolean("include_stop_str_in_output").value_or(false);
   if (const json* ids = f.raw("stop_token_ids")) {  // vLLM's; the handler checks them against the vocabulary
-    if (!ids->is_array()) throw bad_request("'stop_token_ids' must be a list of token ids", "stop_token_ids", "invalid_type");
+    if (!ids->is_array()) {
+      throw bad_request("'stop_token_ids' must be a list of token ids", "stop_token_ids", "invalid_type");
+    }
     if (ids->size() > static_cast<size_t>(kMaxStopTokenIds)) {
       throw bad_request("at most " + std::to_string(kMaxStopTokenIds) + " stop_token_ids", "stop_token_ids");
     }

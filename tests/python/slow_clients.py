@@ -41,18 +41,28 @@ class SlowClients:
 
     def states(self):
         """Counts of the connections by what the server did: {"open", "429", "closed"} (closed:
-        ended without a 429, by EOF or reset). Reads what has arrived; call it once."""
+        ended without a 429, by EOF or reset). Peeks at what has arrived, so it may be called again."""
         out = {"open": 0, "429": 0, "closed": 0}
         for s in self.socks:
             s.setblocking(False)
             try:
-                data = s.recv(4096)
+                data = s.recv(4096, socket.MSG_PEEK)
                 out["429" if data.startswith(b"HTTP/1.1 429") else "closed"] += 1
             except BlockingIOError:
                 out["open"] += 1
             except OSError:
                 out["closed"] += 1
         return out
+
+    def wait_states(self, want, timeout=10.0):
+        """states() once it equals `want` (the server answers accepted connections in its own time),
+        or as it is at the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.states()
+            if got == want or time.monotonic() > deadline:
+                return got
+            time.sleep(0.1)
 
     def closed_by_server(self, wait=3.0):
         """How many connections the server has closed (EOF or reset), waiting up to `wait` s."""

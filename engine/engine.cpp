@@ -329,7 +329,9 @@ void Engine::Impl::collect_step() {
   const Clock::time_point done = Clock::now();
   for (auto& [seq, u] : updates) {
     Live& l = *live.at(seq);
-    if (l.stream.generated() == 1) {
+    if (l.req.options.score_only) {  // the token is dropped: nothing was generated
+      if (metrics) metrics->add_prompt_tokens(static_cast<int64_t>(l.req.prompt.size()));
+    } else if (l.stream.generated() == 1) {
       l.first_token = done;
       if (metrics) {
         metrics->observe_time_to_first_token(seconds(done - l.req.arrival));
@@ -339,7 +341,7 @@ void Engine::Impl::collect_step() {
       metrics->observe_inter_token_latency(seconds(done - l.last_token));
     }
     l.last_token = done;
-    if (metrics) metrics->add_generation_tokens(1);
+    if (metrics && !l.req.options.score_only) metrics->add_generation_tokens(1);
     if (u.finished) {
       const std::string label = openai_finish_reason(u.finish);
       finish(seq, std::move(u), label);
@@ -490,6 +492,8 @@ void Engine::submit(Request request, UpdateCallback on_update) {
   stop.max_tokens = o.max_tokens;
   stop.stop = o.stop;
   stop.ignore_eos = o.ignore_eos;
+  stop.stop_token_ids = o.stop_token_ids;
+  stop.include_stop_str = o.include_stop_str_in_output;
   stop.prompt_tokens = static_cast<int>(request.prompt.size());
   stop.context_length = m.context_length;
   const std::string id = request.id;

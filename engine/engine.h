@@ -57,6 +57,11 @@ struct RequestOptions {
   bool ignore_eos = false;
   // Logprobs of the prompt tokens (OpenAI `echo` with `logprobs`): -1 off, else top-N per token.
   int prompt_logprobs = -1;
+  // Scoring a prompt (OpenAI `echo` with max_tokens 0): the one token sampled (max_tokens must be 1)
+  // is not output, so the metrics record no generated token and no time to first token.
+  bool score_only = false;
+  std::vector<int32_t> stop_token_ids;  // vLLM's: these end the sequence like EOS (their text not output)
+  bool include_stop_str_in_output = false;  // vLLM's: the text ends with the stop string it stopped at
 };
 
 struct Request {

@@ -1,5 +1,7 @@
 #include "engine/token_stream.h"
 
+#include <algorithm>
+
 namespace jarvis {
 
 const char* openai_finish_reason(FinishReason reason) {
@@ -24,7 +26,9 @@ StreamEvent TokenStream::push(SampleResult s) {
   event.logprob = s.logprob;
   event.top_logprobs = std::move(s.top_logprobs);
   finished_ = true;
-  if (!cond_.ignore_eos && tokenizer_.is_end_of_generation(s.token)) {
+  const bool stop_token =
+      std::find(cond_.stop_token_ids.begin(), cond_.stop_token_ids.end(), s.token) != cond_.stop_token_ids.end();
+  if (stop_token || (!cond_.ignore_eos && tokenizer_.is_end_of_generation(s.token))) {
     finish_ = FinishReason::kEndOfGeneration;  // its text (e.g. "<|im_end|>") is not content
   } else {
     // Models pad their vocabulary past the tokenizer's (Qwen2: 151936 vs 151665); such an id
@@ -45,6 +49,7 @@ StreamEvent TokenStream::push(SampleResult s) {
     if (!stops_.stopped()) event.text += stops_.flush();
     else finish_ = FinishReason::kStopString;
   }
+  if (finished_ && stops_.stopped() && cond_.include_stop_str) event.text += stops_.matched();
   return event;
 }
 

@@ -35,6 +35,8 @@ struct StopConditions {
   int max_tokens = 256;           // >= 1
   std::vector<std::string> stop;  // the text returned ends before the first one
   bool ignore_eos = false;        // keep going past end-of-generation tokens (benchmarks)
+  std::vector<int32_t> stop_token_ids;  // also end the sequence (even with ignore_eos), text not output
+  bool include_stop_str = false;        // the text ends with the stop string found, not before it
   int prompt_tokens = 0;
   int context_length = 0;         // positions the sequence may use
 };

@@ -22,8 +22,8 @@ struct ServerConfig {
   std::string served_model_name;            // the id /v1/models lists and requests name
   std::vector<std::string> model_aliases;   // also accepted as "model" (e.g. the model path)
   std::string api_key;                      // empty: no authentication
-  size_t max_body_bytes = size_t(1) << 20;  // larger request bodies get 413
-  HttpLimits http;
+  std::vector<std::string> allowed_origins; // CORS: origins browsers may call from ("*": any); empty: none
+  HttpLimits http;  // connections, deadlines, body size
 };
 
 class ApiContext {

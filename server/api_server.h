@@ -10,6 +10,8 @@
 #include "server/api_context.h"
 #include "server/http_server.h"
 
+namespace jarvis::metrics { class HttpMetrics; }
+
 namespace jarvis::server {
 
 class ApiServer {
@@ -21,11 +23,12 @@ class ApiServer {
   void bind(const std::string& host, int port);  // port 0: any free port
   int port() const { return http_.port(); }
   void run();             // serves until begin_shutdown(); returns when every connection closed
-  void begin_shutdown();  // stops accepting; /health answers 503 from now on
+  void begin_shutdown();  // drains: /health answers 503, in-flight requests finish, then run() returns
 
  private:
   void install_routes();
   ApiContext ctx_;
+  std::unique_ptr<metrics::HttpMetrics> http_metrics_;  // with metrics: requests by route and status
   HttpServer http_;
 };
 

@@ -1,5 +1,6 @@
 #include "server/generation_handlers.h"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 
@@ -16,6 +17,12 @@ using nlohmann::json;
 
 constexpr std::chrono::milliseconds kPollInterval{50};  // how soon a vanished client is noticed
 
+// The response's "created": when the request arrived, in Unix seconds (OpenAI's meaning).
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // max_tokens: the request's, else the endpoint's default (nullopt: what the context leaves), then
 // checked against the context window as OpenAI does.
 int resolve_max_tokens(const ApiContext& ctx, const GenerationParams& p, int prompt_len, std::optional<int> dflt) {
@@ -27,7 +34,8 @@ int resolve_max_tokens(const ApiContext& ctx, const GenerationParams& p, int pro
                           " tokens, which leaves no room for a completion.",
                       "prompt", "context_length_exceeded");
   }
-  int max_tokens = p.max_tokens ? *p.max_tokens : dflt ? *dflt : n_ctx - prompt_len;
+  // An implicit default never asks for more than the context leaves (vLLM); an explicit one is checked.
+  int max_tokens = p.max_tokens ? *p.max_tokens : dflt ? std::min(*dflt, n_ctx - prompt_len) : n_ctx - prompt_len;
   if (max_tokens == 0) max_tokens = 1;  // scoring a prompt (echo, max_tokens 0): one token, dropped
   if (prompt_len + max_tokens > n_ctx) {
     throw bad_request("This model's maximum context length is " + std::to_string(n_ctx) +
@@ -69,9 +77,11 @@ void check_errors(const GenerationRun& run) {
 }  // namespace
 
 void handle_completions(ApiContext& ctx, const std::string& body, httplib::Response& res) {
+  const int64_t created = unix_now();
   const CompletionRequest req = parse_completion_request(parse_json_body(body));
   ctx.check_model(req.params.model);
   const GenerationParams& p = req.params;
+  ctx.check_token_ids(p.options.stop_token_ids, "stop_token_ids");
 
   auto run = std::make_unique<GenerationRun>(ctx.engine, ctx.new_id("cmpl"));
   OutputOptions out;
@@ -95,13 +105,14 @@ void handle_completions(ApiContext& ctx, const std::string& body, httplib::Respo
     for (int i = 0; i < p.n; ++i) {
       RequestOptions o = choice_options(p, max_tokens, i);
       if (req.echo && p.logprobs >= 0) o.prompt_logprobs = p.logprobs;
+      o.score_only = out.score_only;
       run->add_choice(ids, text, o);
       run->set_prompt_group(static_cast<int>(run->choices().size()) - 1, group);
     }
     ++group;
   }
   run->start();
-  const ResponseMeta meta{run->id(), ctx.created, ctx.config.served_model_name};
+  const ResponseMeta meta{run->id(), created, ctx.config.served_model_name};
   if (p.stream) {
     start_stream(res, std::move(run), meta, out, /*chat=*/false, p.include_usage, ctx.tok);
     return;
@@ -112,9 +123,11 @@ void handle_completions(ApiContext& ctx, const std::string& body, httplib::Respo
 }
 
 void handle_chat_completions(ApiContext& ctx, const std::string& body, httplib::Response& res) {
+  const int64_t created = unix_now();
   const ChatRequest req = parse_chat_request(parse_json_body(body));
   ctx.check_model(req.params.model);
   const GenerationParams& p = req.params;
+  ctx.check_token_ids(p.options.stop_token_ids, "stop_token_ids");
 
   std::string text;
   const std::vector<int32_t> ids = ctx.encode_chat(req.messages, req.add_generation_prompt, true, &text);
@@ -128,7 +141,7 @@ void handle_chat_completions(ApiContext& ctx, const std::string& body, httplib::
   out.logprobs = p.logprobs;
   out.ignore_eos = p.options.ignore_eos;
   run->start();
-  const ResponseMeta meta{run->id(), ctx.created, ctx.config.served_model_name};
+  const ResponseMeta meta{run->id(), created, ctx.config.served_model_name};
   if (p.stream) {
     start_stream(res, std::move(run), meta, out, /*chat=*/true, p.include_usage, ctx.tok);
     return;

@@ -30,6 +30,33 @@ void refuse_unsupported(const JsonFields& f) {
   }
 }
 
+// vLLM's extra sampling and output parameters that we do not implement. Their defaults are
+// accepted (clients send them explicitly); any other value is a 400 naming the field, never a
+// silent no-op that would hand back something else than what was asked for.
+void refuse_unsupported_extras(const JsonFields& f, bool chat) {
+  auto refuse = [](const std::string& name, const std::string& value) {
+    throw bad_request("'" + name + "' " + value + " is not supported by this server", name, "unsupported_parameter");
+  };
+  if (auto v = f.integer("min_tokens", 0, kMaxTokensLimit); v && *v > 0) refuse("min_tokens", "above 0");
+  for (const char* name : {"allowed_token_ids", "bad_words"}) {
+    const json* v = f.raw(name);
+    if (!v) continue;
+    if (!v->is_array()) throw bad_request(std::string("'") + name + "' must be a list", name, "invalid_type");
+    if (!v->empty()) refuse(name, "(a non-empty list)");
+  }
+  // Special (control) tokens never reach the text: that is skip_special_tokens=true, vLLM's default.
+  if (!f.boolean("skip_special_tokens").value_or(true)) refuse("skip_special_tokens", "false");
+  if (!f.boolean("spaces_between_special_tokens").value_or(true)) refuse("spaces_between_special_tokens", "false");
+  if (chat) {
+    if (f.boolean("continue_final_message").value_or(false)) refuse("continue_final_message", "true");
+    if (f.boolean("echo").value_or(false)) refuse("echo", "true (for chat)");
+  }
+  for (const char* name : {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs",
+                           "prompt_logprobs", "logits_processors"}) {
+    if (f.has(name)) refuse(name, "(any value)");
+  }
+}
+
 std::vector<int32_t> token_list(const json& v, const std::string& param) {
   std::vector<int32_t> ids;
   ids.reserve(v.size());
@@ -165,6 +192,16 @@ GenerationParams parse_generation_params(const JsonFields& f, bool chat) {
     p.options.stop = std::move(*stop);
   }
   p.options.ignore_eos = f.boolean("ignore_eos").value_or(false);
+  p.options.include_stop_str_in_output = f.boolean("include_stop_str_in_output").value_or(false);
+  if (const json* ids = f.raw("stop_token_ids")) {  // vLLM's; the handler checks them against the vocabulary
+    if (!ids->is_array()) {
+      throw bad_request("'stop_token_ids' must be a list of token ids", "stop_token_ids", "invalid_type");
+    }
+    if (ids->size() > static_cast<size_t>(kMaxStopTokenIds)) {
+      throw bad_request("at most " + std::to_string(kMaxStopTokenIds) + " stop_token_ids", "stop_token_ids");
+    }
+    p.options.stop_token_ids = token_list(*ids, "stop_token_ids");
+  }
 
   p.n = static_cast<int>(f.integer("n", 1, kMaxChoices).value_or(1));
   if (auto best_of = f.integer("best_of", 1, kMaxChoices); best_of && *best_of != p.n) {
@@ -185,6 +222,7 @@ GenerationParams parse_generation_params(const JsonFields& f, bool chat) {
 CompletionRequest parse_completion_request(const json& body) {
   const JsonFields f(body);
   refuse_unsupported(f);
+  refuse_unsupported_extras(f, /*chat=*/false);
   CompletionRequest r;
   r.params = parse_generation_params(f, /*chat=*/false);
   r.prompts = parse_prompts(f.raw("prompt"));
@@ -202,6 +240,7 @@ CompletionRequest parse_completion_request(const json& body) {
 ChatRequest parse_chat_request(const json& body) {
   const JsonFields f(body);
   refuse_unsupported(f);
+  refuse_unsupported_extras(f, /*chat=*/true);
   ChatRequest r;
   r.params = parse_generation_params(f, /*chat=*/true);
   r.messages = parse_messages(f.raw("messages"));

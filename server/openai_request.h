@@ -19,6 +19,7 @@ namespace jarvis::server {
 // Caps that keep one request's fan-out bounded (each choice is one engine request).
 constexpr int kMaxChoices = 128;  // n, and prompts x n for completions (OpenAI's n limit)
 constexpr int kMaxStops = 16;
+constexpr int kMaxStopTokenIds = 64;
 constexpr int kMaxTokensLimit = 1 << 20;
 
 struct PromptInput {

@@ -24,6 +24,23 @@ json bytes_json(const std::string& piece) {
 
 const char* finish_text(const ChoiceState& s) { return openai_finish_reason(s.finish); }
 
+bool is_continuation_byte(unsigned char c) { return (c & 0xC0) == 0x80; }
+
+// A completions logprobs token: its text, or for a token that is only part of a UTF-8 character
+// (byte-level BPE splits emoji and CJK), OpenAI's "bytes:\xf0\x9f" spelling of its bytes, so
+// no byte is lost to U+FFFD.
+std::string completion_token_text(const std::string& piece) {
+  if (is_valid_utf8(piece)) return piece;
+  static const char* kHex = "0123456789abcdef";
+  std::string out = "bytes:";
+  for (unsigned char c : piece) {
+    out += "\\x";
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
 }  // namespace
 
 json usage_json(int prompt_tokens, int completion_tokens) {
@@ -43,10 +60,12 @@ bool is_content_token(const Tokenizer& tok, int32_t id, bool ignore_eos) {
 
 void CompletionLogprobs::add(int32_t token, const json& logprob, const json& top) {
   const std::string piece = token_piece(tok_, token);
-  tokens_.push_back(piece);
+  tokens_.push_back(completion_token_text(piece));
   logprobs_.push_back(logprob);
   top_.push_back(top);
-  offsets_.push_back(offset_);
+  // A token that starts inside a character (after a lead byte) points at that character.
+  const bool inside = !piece.empty() && is_continuation_byte(static_cast<unsigned char>(piece[0])) && offset_ > 0;
+  offsets_.push_back(inside ? offset_ - 1 : offset_);
   offset_ += count_chars(piece);
 }
 
@@ -58,7 +77,7 @@ void CompletionLogprobs::add_prompt(const std::vector<PromptTokenLogprob>& promp
     }
     json top = json::object();
     for (size_t i = 0; i < p.top_logprobs.size() && static_cast<int>(i) < top_n_; ++i) {
-      top[token_piece(tok_, p.top_logprobs[i].token)] = p.top_logprobs[i].logprob;
+      top[completion_token_text(token_piece(tok_, p.top_logprobs[i].token))] = p.top_logprobs[i].logprob;
     }
     add(p.token, *p.logprob, top);
   }
@@ -67,7 +86,7 @@ void CompletionLogprobs::add_prompt(const std::vector<PromptTokenLogprob>& promp
 void CompletionLogprobs::add_generated(const StreamEvent& e) {
   json top = json::object();
   for (size_t i = 0; i < e.top_logprobs.size() && static_cast<int>(i) < top_n_; ++i) {
-    top[token_piece(tok_, e.top_logprobs[i].token)] = e.top_logprobs[i].logprob;
+    top[completion_token_text(token_piece(tok_, e.top_logprobs[i].token))] = e.top_logprobs[i].logprob;
   }
   add(e.token, e.logprob, top);
 }

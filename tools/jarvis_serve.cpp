@@ -262,6 +262,9 @@ int main(int argc, char** argv) {
       CLI::Range(0, 65535));
   app.add_option("--api-key", s.api_key, "require 'Authorization: Bearer <key>' (default: $JARVIS_API_KEY)");
   app.add_option("--served-model-name", o.served_model_name, "model id in the API (default: the file name)");
+  app.add_option("--allowed-origins", s.allowed_origins,
+                 "CORS: origins browsers may call the API from, comma-separated, or '*' (default: none)")
+      ->delimiter(',');
   app.add_option("--threads", e.threads, "CPU threads for the forward pass (0: all)")->capture_default_str()->check(
       CLI::NonNegativeNumber);
   app.add_option("--kv-cache-bytes", e.kv_cache_bytes, "KV cache budget in bytes (0: use --kv-cache-fraction)")
@@ -284,11 +287,18 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-prefix-caching", no_prefix_caching, "do not share KV blocks of identical prompt prefixes");
-  app.add_option("--max-body-bytes", s.max_body_bytes, "larger request bodies get 413")->capture_default_str()->check(
+  app.add_option("--max-body-bytes", s.http.max_body_bytes, "larger request bodies get 413")->capture_default_str()->check(
       CLI::PositiveNumber);
-  app.add_option("--http-threads", s.http.threads, "connections served at once")->capture_default_str()->check(
+  app.add_option("--http-threads", s.http.threads, "requests answered at once (a stream holds one)")->capture_default_str()->check(
       CLI::PositiveNumber);
-  app.add_option("--max-pending-connections", s.http.max_pending, "connections waiting for a thread; beyond: 503")
+  app.add_option("--max-pending-connections", s.http.max_pending, "complete requests waiting for a thread; beyond: 503")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-connections", s.http.max_connections, "open connections at most; beyond: 503 and close")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-connections-per-address", s.http.max_per_address,
+                 "open connections from one client address (0: no cap); beyond: 429 and close")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--request-timeout-seconds", s.http.request_timeout_s,

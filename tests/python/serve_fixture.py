@@ -26,11 +26,12 @@ requires_server = [
 class Server:
     """A running jarvis-serve. `args` are extra flags."""
 
-    def __init__(self, *args, api_key=None, start_timeout=90):
+    def __init__(self, *args, api_key=None, start_timeout=90, prefix=()):
+        """prefix: a command that runs jarvis-serve (e.g. prlimit with its options)."""
         self.log = tempfile.NamedTemporaryFile(prefix="jarvis-serve-", suffix=".log", delete=False)
         # A fixed, modest KV budget (512 MiB: about 11k tokens of SmolLM2, more than its 8k
         # context) rather than a fraction of this machine's memory, so parallel tests stay light.
-        cmd = [str(BIN), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "0",
+        cmd = [*prefix, str(BIN), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "0",
                "--kv-cache-bytes", str(512 << 20), *args]
         if api_key:
             cmd += ["--api-key", api_key]

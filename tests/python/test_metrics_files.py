@@ -15,9 +15,9 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not found
 
 
 def exported_metrics():
-    """Names registered in metrics/*.cpp (serving_metrics.cpp, pipeline_metrics.cpp)."""
+    """Names registered in metrics/*.cpp (serving, pipeline and HTTP metrics)."""
     names = set()
-    for f in ("serving_metrics.cpp", "pipeline_metrics.cpp"):
+    for f in ("serving_metrics.cpp", "pipeline_metrics.cpp", "http_metrics.cpp"):
         src = open(os.path.join(SOURCE_DIR, "metrics", f), encoding="utf-8").read()
         names |= set(re.findall(r'"(jarvis:[a-z0-9_]+)"', src))
     assert len(names) >= 21, names

@@ -177,6 +177,9 @@ def test_worker_dying_while_idle_shows_in_health():
                 break
             time.sleep(0.05)
         assert status == 503 and h["status"] == "degraded" and "rank 1" in h["reason"], (status, h)
+        # New work is refused with a code that says why (not "shutting_down": it will not come back).
+        status, body = s.post_json("/v1/completions", {"prompt": "hi", "max_tokens": 2})
+        assert status == 503 and body["error"]["code"] == "degraded", body
     finally:
         code, out = s.close()
     assert code == 0, out

@@ -160,6 +160,36 @@ TEST(OpenAiRequest, TokenizeShapes) {
   EXPECT_EQ(status_of([] { parse_detokenize_request(json::parse(R"({"tokens": [1.5]})")); }), 400);
 }
 
+// vLLM's extras: implemented (stop_token_ids, include_stop_str_in_output), refused by name unless
+// at their default, never silently dropped.
+TEST(OpenAiRequest, VllmExtras) {
+  const auto r = parse_completion_request(json::parse(
+      R"({"prompt": "x", "stop_token_ids": [2, 7], "include_stop_str_in_output": true, "min_tokens": 0,
+          "skip_special_tokens": true, "bad_words": [], "allowed_token_ids": null})"));
+  EXPECT_EQ(r.params.options.stop_token_ids, (std::vector<int32_t>{2, 7}));
+  EXPECT_TRUE(r.params.options.include_stop_str_in_output);
+  const std::pair<const char*, const char*> refused[] = {
+      {R"({"prompt": "x", "min_tokens": 2})", "min_tokens"},
+      {R"({"prompt": "x", "skip_special_tokens": false})", "skip_special_tokens"},
+      {R"({"prompt": "x", "bad_words": ["a"]})", "bad_words"},
+      {R"({"prompt": "x", "allowed_token_ids": [1]})", "allowed_token_ids"},
+      {R"({"prompt": "x", "guided_regex": "a+"})", "guided_regex"},
+      {R"({"prompt": "x", "stop_token_ids": 3})", "stop_token_ids"},
+      {R"({"prompt": "x", "stop_token_ids": [-1]})", "stop_token_ids"},
+  };
+  for (const auto& [body, param] : refused) {
+    EXPECT_EQ(param_of([&] { parse_completion_request(json::parse(body)); }), param) << body;
+  }
+  const char* msgs = R"("messages": [{"role": "user", "content": "hi"}])";
+  EXPECT_EQ(param_of([&] { parse_chat_request(json::parse(std::string("{") + msgs + R"(, "echo": true})")); }),
+            "echo");
+  EXPECT_EQ(param_of([&] {
+              parse_chat_request(json::parse(std::string("{") + msgs + R"(, "continue_final_message": true})"));
+            }),
+            "continue_final_message");
+  EXPECT_NO_THROW(parse_chat_request(json::parse(std::string("{") + msgs + R"(, "echo": false})")));
+}
+
 TEST(ApiError, OpenAiShape) {
   const json body = json::parse(error_body(bad_request("bad", "n")));
   EXPECT_EQ(body["error"]["message"], "bad");

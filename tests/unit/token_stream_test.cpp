@@ -103,3 +103,35 @@ TEST(TokenStream, ContextFullWhenNoPositionIsLeft) {
 
 }  // namespace
 }  // namespace jarvis
+
+namespace jarvis {
+namespace {
+
+TEST(TokenStream, StopTokenIdsEndLikeEosEvenWithIgnoreEos) {
+  const std::string text = "one two three four five";
+  const std::vector<int32_t> ids = tokenizer().encode(text, false, false);
+  ASSERT_GE(ids.size(), 4u);
+  StopConditions c = conditions(100);
+  c.ignore_eos = true;
+  c.stop_token_ids = {ids[2]};
+  const Fed fed = feed(ids, c);
+  EXPECT_TRUE(fed.finished);
+  EXPECT_EQ(fed.finish, FinishReason::kEndOfGeneration);
+  EXPECT_EQ(fed.pushed, 3);
+  EXPECT_EQ(fed.text, tokenizer().decode({ids[0], ids[1]}, true));  // the stop token's text is not output
+}
+
+TEST(TokenStream, IncludeStopStrKeepsTheStopString) {
+  const std::string text = "alpha beta gamma delta";
+  const std::vector<int32_t> ids = tokenizer().encode(text, false, false);
+  StopConditions c = conditions(100);
+  c.stop = {"ta ga"};  // crosses tokens
+  EXPECT_EQ(feed(ids, c).text, "alpha be");
+  c.include_stop_str = true;
+  const Fed fed = feed(ids, c);
+  EXPECT_EQ(fed.finish, FinishReason::kStopString);
+  EXPECT_EQ(fed.text, "alpha beta ga");
+}
+
+}  // namespace
+}  // namespace jarvis

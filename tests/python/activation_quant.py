@@ -55,3 +55,22 @@ def quantize_dequantize(x, weight_type):
     q, d = quantize_blocks(x, block)
     qb = q.astype(np.float64).reshape(*q.shape[:-1], -1, block)
     return (qb * d.astype(np.float64)[..., None]).reshape(q.shape)
+
+
+def rounding_margin(x, weight_type):
+    """(margin, d), both shaped like rows x [..., n]: how far each x * id lies from the nearest
+    rounding boundary (a half-integer), in units of the block scale, and the block's d. Where the
+    margin is within another implementation's float error, that implementation may round the
+    other way (one step of d); callers widen their tolerance there by exactly that much."""
+    block = activation_block(weight_type)
+    if block is None:
+        raise ValueError("float weight types take unquantized rows: no rounding boundaries")
+    x = np.asarray(x, dtype=np.float32)
+    _, d = quantize_blocks(x, block)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    xb = x.reshape(*x.shape[:-1], -1, block)
+    s = (xb * inv[..., None]).astype(np.float64)
+    margin = np.abs(s - np.floor(s) - 0.5)
+    d_each = np.broadcast_to(d[..., None], xb.shape)
+    return margin.reshape(x.shape), d_each.reshape(x.shape).astype(np.float64)

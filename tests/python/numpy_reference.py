@@ -156,9 +156,15 @@ class Reference:
             a = g / (1 + np.exp(-g))
         return x + self._matmul(a * u, p + "ffn_down.weight")
 
+    def head_name(self):
+        return "output.weight" if "output.weight" in self.t else "token_embd.weight"  # tied
+
+    def head_input(self, x):
+        """What the lm_head multiplies: the final norm of the last layer's output."""
+        return self._norm(x, self.t["output_norm.weight"])
+
     def logits(self, x):
-        head = "output.weight" if "output.weight" in self.t else "token_embd.weight"  # tied
-        return self._matmul(self._norm(x, self.t["output_norm.weight"]), head)
+        return self._matmul(self.head_input(x), self.head_name())
 
     def forward(self, tokens):
         x = self.embed(tokens)

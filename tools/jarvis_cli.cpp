@@ -20,6 +20,7 @@
 #include "csrc/util/error.h"
 #include "engine/generator.h"
 #include "kernels/cpu/thread_pool.h"
+#include "tools/model_flags.h"
 
 namespace {
 
@@ -46,6 +47,7 @@ struct Options {
   std::string gpu_dtype = "f16";
   double gpu_memory_fraction = 0.9;
   std::string cuda_graphs = "on";
+  jarvis::LoadOptions load;
 };
 
 std::string token_text(const jarvis::Tokenizer& tok, int32_t id) {
@@ -79,7 +81,7 @@ int run(const Options& o) {
   if (device.is_cuda()) jarvis::check_cuda_device(device.index);  // before the (slow) model load
 
   const auto t0 = std::chrono::steady_clock::now();
-  std::unique_ptr<jarvis::Model> model = jarvis::load_model(o.model);
+  std::unique_ptr<jarvis::Model> model = jarvis::load_model(o.model, jarvis::ShardSpec::full(), o.load);
   std::unique_ptr<jarvis::Tokenizer> tok = jarvis::Tokenizer::create(model->tokenizer_data());
   const jarvis::ModelConfig& c = model->config();
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -161,6 +163,7 @@ int main(int argc, char** argv) {
   app.add_option("--stop", o.stop, "stop string (repeatable)");
   app.add_flag("--ignore-eos", o.ignore_eos, "keep generating past end-of-generation tokens");
   app.add_option("-t,--threads", o.threads, "CPU threads")->capture_default_str();
+  jarvis::tools::add_load_flags(app, o.load);
   app.add_option("--ctx", o.ctx, "context size in tokens (KV cache size; capped by the model)")->capture_default_str();
   app.add_option("--chunk", o.chunk, "prefill chunk size in tokens")->capture_default_str();
   app.add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();

@@ -16,6 +16,7 @@
 #include "csrc/model/model.h"
 #include "csrc/util/error.h"
 #include "kernels/cpu/thread_pool.h"
+#include "tools/model_flags.h"
 
 namespace {
 
@@ -67,6 +68,8 @@ int run(int argc, char** argv) {
   bool report = false;
   int first_layer = 0, end_layer = -1, threads = 1, chunk = 0, decode = 0, seqs = 1, page_size = 16;
   app.add_option("--model", model_path, "GGUF file or HF directory")->required();
+  jarvis::LoadOptions load;
+  jarvis::tools::add_load_flags(app, load);
   app.add_option("--tokens", tokens_arg, "comma-separated token ids")->required();
   app.add_option("--first-layer", first_layer, "first layer of the shard");
   app.add_option("--end-layer", end_layer, "one past the last layer of the shard (-1: last)");
@@ -93,7 +96,7 @@ int run(int argc, char** argv) {
   shard.end_layer = end_layer;
   shard.has_embedding = in_hidden.empty();
   shard.has_head = !out_path.empty();
-  std::unique_ptr<jarvis::Model> model = jarvis::load_model(model_path, shard);
+  std::unique_ptr<jarvis::Model> model = jarvis::load_model(model_path, shard, load);
   const jarvis::ModelConfig& c = model->config();
   if (report) {
     std::cerr << "weights_bytes=" << model->weights().bytes() << " rss_kb=" << status_kb("VmRSS")

@@ -16,6 +16,7 @@
 #include "engine/cluster/model_identity.h"
 #include "engine/cluster/rank_setup.h"
 #include "engine/cluster/role.h"
+#include "tools/model_flags.h"
 
 namespace {
 
@@ -32,6 +33,7 @@ struct Options {
   std::string link_delay, link_jitter, link_bandwidth;
   std::string fingerprint;  // "", "sampled", "full"
   bool json = false;
+  jarvis::LoadOptions load;  // the ranks' --weights: how their weights are counted
 };
 
 int run(const Options& o) {
@@ -51,6 +53,7 @@ int run(const Options& o) {
   // A cluster file's page size and KV blocks stand unless the flags say otherwise.
   if (!cluster || o.page_size > 0) req.page_size = o.page_size > 0 ? o.page_size : 16;
   if (!cluster || o.kv_blocks > 0) req.kv_blocks = o.kv_blocks;
+  req.weights = o.load.weights;
   ClusterPlan plan = make_plan(req);
   if (cluster && req.kv_blocks == 0) {
     // What every rank will reserve (rank_setup.h), not just what the budgets allow.
@@ -125,6 +128,7 @@ int main(int argc, char** argv) {
   CLI::App app{"jarvis-plan: check a pipeline split and memory budgets without loading weights"};
   Options o;
   app.add_option("--model", o.model, "GGUF file or Hugging Face directory");
+  jarvis::tools::add_load_flags(app, o.load);
   app.add_option("--cluster", o.cluster, "cluster file (JSON); replaces --model/--ranks/--split/--rank-memory");
   app.add_option("--ranks", o.ranks, "number of ranks")->check(CLI::PositiveNumber);
   app.add_option("--split", o.split, "layers per rank, e.g. 10,10,10 (default: even)");

@@ -42,6 +42,7 @@
 #include "metrics/pipeline_metrics.h"
 #include "metrics/serving_metrics.h"
 #include "server/api_server.h"
+#include "tools/model_flags.h"
 #include "transport/link_spec.h"
 
 namespace {
@@ -73,6 +74,7 @@ struct Options {
   std::string tail = "rank0";                // --ranks N: "rank0" or "last" (final norm + lm_head there)
   std::string transport = "ucx";             // --ranks N: "ucx" (worker processes) or "inproc" (threads)
   double connect_timeout_s = 60;             // workers starting, connecting and the rendezvous
+  jarvis::LoadOptions load;                  // rank 0's, and every local worker's
 };
 
 // jarvis-worker in the directory of this executable.
@@ -92,6 +94,7 @@ std::unique_ptr<jarvis::PipelineLaunch> start_pipeline(const Options& o, const j
                                                        std::unique_ptr<jarvis::ShardForward> rank0_gpu) {
   jarvis::PipelineLaunchOptions po;
   po.model_path = o.model;
+  po.load = o.load;
   po.plan = o.plan;
   po.kv_blocks = o.engine.kv_blocks;
   po.page_size = o.engine.page_size;
@@ -164,7 +167,7 @@ int run(Options& o) {
 
   const auto t0 = std::chrono::steady_clock::now();
   const bool pipeline = o.plan.size() > 1;
-  std::unique_ptr<jarvis::Model> model = jarvis::load_model(o.model, pipeline ? o.plan[0] : jarvis::ShardSpec::full());
+  std::unique_ptr<jarvis::Model> model = jarvis::load_model(o.model, pipeline ? o.plan[0] : jarvis::ShardSpec::full(), o.load);
   const std::string name = o.served_model_name.empty() ? default_model_name(o.model) : o.served_model_name;
   jarvis::metrics::ServingMetrics metrics(name);
   jarvis::metrics::PipelineMetrics pipeline_metrics(metrics.registry(), name);  // outlives the ring's runner
@@ -253,6 +256,7 @@ int main(int argc, char** argv) {
 
   CLI::App app{"OpenAI-compatible HTTP server (completions, chat, streaming) over the Jarvis engine"};
   app.add_option("-m,--model", o.model, "GGUF file or HF model directory")->capture_default_str();
+  jarvis::tools::add_load_flags(app, o.load);
   app.add_option("--host", o.host, "address to listen on")->capture_default_str();
   app.add_option("--port", o.port, "port to listen on (0: any free port)")->capture_default_str()->check(
       CLI::Range(0, 65535));

@@ -29,6 +29,7 @@
 #include "engine/pipeline/ring_connect.h"
 #include "engine/pipeline/stage_worker.h"
 #include "transport/link_spec.h"
+#include "tools/model_flags.h"
 #include "transport/measured_link.h"
 #include "transport/shaper.h"
 #include "transport/ucx/ucx_link.h"
@@ -66,10 +67,12 @@ int main(int argc, char** argv) {
   std::string device_name = "cpu", gpu_dtype = "f16";
   double gpu_memory_fraction = 0.9;
   std::string cuda_graphs = "on";
+  jarvis::LoadOptions load;
   app.add_option("--cluster", cluster_file,
                  "cluster file: model, layers, addresses, KV blocks and link shapes come from it");
   app.add_option("--node", node, "with --cluster: this rank's node name (instead of --rank)");
   app.add_option("--model", model_path, "GGUF file or HF directory");
+  jarvis::tools::add_load_flags(app, load);
   app.add_option("--first-layer", first_layer, "first layer of this rank");
   app.add_option("--end-layer", end_layer, "one past the last layer of this rank");
   app.add_option("--listen", listen, "HOST:PORT the previous rank connects to (port 0: any)");
@@ -176,7 +179,7 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
-    std::unique_ptr<jarvis::Model> model = jarvis::load_model(setup.model_path, setup.shard);
+    std::unique_ptr<jarvis::Model> model = jarvis::load_model(setup.model_path, setup.shard, load);
     std::unique_ptr<jarvis::ShardForward> gpu;
     std::unique_ptr<jarvis::StageWorker> worker_ptr;
     if (device.is_cuda()) {

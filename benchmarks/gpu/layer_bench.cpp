@@ -234,17 +234,14 @@ void bench_kernels(const Device& dev, const Shape& s, const std::vector<int>& ba
 
 // Arithmetic fill: fast for billions of weights, values ~N(0, 1/cols)-sized, no model file.
 jarvis::Matrix fill_matrix(int64_t rows, int64_t cols, uint32_t seed) {
-  jarvis::Matrix m;
-  m.rows = rows;
-  m.cols = cols;
-  m.data.resize(static_cast<size_t>(rows * cols));
+  std::vector<float> data(static_cast<size_t>(rows * cols));
   const float scale = 1.0f / std::sqrt(static_cast<float>(cols));
   uint32_t x = seed * 2654435761u + 1;
-  for (float& v : m.data) {
+  for (float& v : data) {
     x = x * 1664525u + 1013904223u;
     v = (static_cast<float>(x >> 8) / 16777216.0f - 0.5f) * 3.4f * scale;
   }
-  return m;
+  return jarvis::Matrix::from_f32(data.data(), rows, cols);
 }
 
 std::unique_ptr<jarvis::Model> synthetic_model(const Shape& s, int layers) {

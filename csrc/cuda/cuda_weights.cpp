@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "csrc/cuda/cuda_error.h"
 #include "kernels/cuda/elementwise.h"
@@ -9,8 +10,8 @@
 namespace jarvis {
 namespace {
 
-// Staging for the fp32 -> fp16/bf16 conversion: large enough to keep the copy engine busy, small
-// enough not to matter next to the weights.
+// Staging for the decode -> fp32 -> fp16/bf16 conversion: large enough to keep the copy engine
+// busy, small enough not to matter next to the weights.
 constexpr size_t kStagingBytes = size_t{64} << 20;
 
 size_t dtype_bytes(cuda::DType t) { return t == cuda::DType::kF32 ? 4 : 2; }
@@ -19,27 +20,33 @@ class Uploader {
  public:
   Uploader(cuda::DType dtype, cudaStream_t stream) : dtype_(dtype), stream_(stream) {}
 
+  // The host matrix stays in its block type; rows are decoded to float32 a chunk at a time into
+  // host_ (pageable: cudaMemcpyAsync returns once it has been staged, so host_ is free to reuse),
+  // then converted on the device as before.
   DeviceBuffer matrix(const Matrix& m, int64_t rows, int64_t cols, const std::string& name) {
-    if (m.rows != rows || m.cols != cols || m.data.size() != static_cast<size_t>(rows * cols)) {
-      throw InvalidArgument("upload " + name + ": shape [" + std::to_string(m.rows) + ", " + std::to_string(m.cols) +
+    if (m.rows() != rows || m.cols() != cols) {
+      throw InvalidArgument("upload " + name + ": shape [" + std::to_string(m.rows()) + ", " + std::to_string(m.cols()) +
                             "], expected [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
     }
     const int64_t n = rows * cols;
     DeviceBuffer dst(static_cast<size_t>(n) * dtype_bytes(dtype_), name.c_str());
-    if (dtype_ == cuda::DType::kF32) {
-      JARVIS_CUDA_CHECK(cudaMemcpyAsync(dst.get(), m.data.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream_));
-    } else {
-      const int64_t chunk = static_cast<int64_t>(kStagingBytes / sizeof(float));
-      staging_.grow(static_cast<size_t>(std::min(n, chunk)) * sizeof(float), "weight upload staging");
-      // Same stream throughout: each copy into the staging buffer waits for the previous convert.
-      for (int64_t off = 0; off < n; off += chunk) {
-        const int64_t len = std::min(chunk, n - off);
-        JARVIS_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), m.data.data() + off, len * sizeof(float),
-                                          cudaMemcpyHostToDevice, stream_));
-        JARVIS_CUDA_CHECK(cuda::convert(cuda::DType::kF32, staging_.get(), dtype_,
-                                        static_cast<char*>(dst.get()) + off * dtype_bytes(dtype_), len, 1.0f,
-                                        stream_));
+    const int64_t chunk_rows = std::max<int64_t>(1, static_cast<int64_t>(kStagingBytes / sizeof(float)) / cols);
+    const int64_t chunk = std::min(rows, chunk_rows) * cols;
+    host_.resize(static_cast<size_t>(chunk));
+    if (dtype_ != cuda::DType::kF32) staging_.grow(static_cast<size_t>(chunk) * sizeof(float), "weight upload staging");
+    // Same stream throughout: each copy into the staging buffer waits for the previous convert.
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
+      const int64_t nr = std::min(chunk_rows, rows - r0);
+      const int64_t off = r0 * cols, len = nr * cols;
+      m.dequantize_rows(r0, nr, host_.data());
+      if (dtype_ == cuda::DType::kF32) {
+        JARVIS_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst.get()) + off * sizeof(float), host_.data(),
+                                          len * sizeof(float), cudaMemcpyHostToDevice, stream_));
+        continue;
       }
+      JARVIS_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), host_.data(), len * sizeof(float), cudaMemcpyHostToDevice, stream_));
+      JARVIS_CUDA_CHECK(cuda::convert(cuda::DType::kF32, staging_.get(), dtype_,
+                                      static_cast<char*>(dst.get()) + off * dtype_bytes(dtype_), len, 1.0f, stream_));
     }
     bytes_ += dst.bytes();
     return dst;
@@ -62,6 +69,7 @@ class Uploader {
   cuda::DType dtype_;
   cudaStream_t stream_;
   DeviceBuffer staging_;
+  std::vector<float> host_;  // one chunk of decoded rows
   size_t bytes_ = 0;
 };
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace jarvis {
 
@@ -22,6 +23,16 @@ struct RopeScaling {
   float low_freq_factor = 1.0f;
   float high_freq_factor = 4.0f;
   int original_context = 8192;
+};
+
+// Bytes the weights take held as the file stores them (WeightFormat::kNative): matrices in their
+// block types, vectors as float32. Filled by the config readers from tensor headers alone, so memory
+// accounting (engine/cluster/placement.h) needs no weights. Empty `layer`: not known (a synthetic
+// config); accounting then counts 4 bytes per element.
+struct NativeWeightBytes {
+  std::vector<int64_t> layer;  // [n_layers]: one transformer block
+  int64_t embedding = 0;       // the token embedding matrix
+  int64_t head = 0;            // final norm + untied lm_head (the norm alone when tied)
 };
 
 struct ModelConfig {
@@ -45,6 +56,7 @@ struct ModelConfig {
   bool qkv_bias = false;
   bool tied_embeddings = false;
   float embedding_scale = 1.0f;  // gemma multiplies embeddings by sqrt(hidden)
+  NativeWeightBytes native_bytes;
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }

@@ -25,8 +25,7 @@ struct Workspace {
   std::vector<float> q;         // [n, q_dim]
   std::vector<float> k, v;      // [n, kv_dim]
   std::vector<float> attn;      // [n, q_dim]
-  std::vector<float> proj;      // [n, hidden]
-  std::vector<float> gate, up;  // [n, ffn]
+  std::vector<float> gate;      // [n, ffn]: act(gate) * up (the residual adds go straight into hidden)
 
   void reserve(const ModelConfig& c, int n_tokens);
 };

@@ -31,14 +31,18 @@ int positive_int(const GgufFile& f, const std::string& key, int64_t v) {
   return static_cast<int>(v);
 }
 
-// Checks, then dequantizes, the tensors of one file. GGUF lists dims fastest-varying first, so
-// a [rows, cols] matrix is stored with dims {cols, rows}.
+// Checks the tensors of one file, then hands out the shard's: matrices in their block type (or
+// dequantized to float32 under WeightFormat::kF32), vectors as float32. GGUF lists dims
+// fastest-varying first, so a [rows, cols] matrix is stored with dims {cols, rows}.
 class TensorReader : public WeightSource {
  public:
-  explicit TensorReader(const GgufFile& f) : f_(f), page_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))) {}
+  TensorReader(const GgufFile& f, WeightFormat format)
+      : f_(f), format_(format), page_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))) {}
 
   bool has(const std::string& name) const override { return f_.find_tensor(name) != nullptr; }
-  void expect_matrix(const std::string& name, int64_t rows, int64_t cols) const override { expect(name, {cols, rows}); }
+  void expect_matrix(const std::string& name, int64_t rows, int64_t cols) const override {
+    expect_multipliable(expect(name, {cols, rows}), cols);
+  }
   void expect_vector(const std::string& name, int64_t n) const override { expect(name, {n}); }
 
   // The tensor `name` must exist with GGUF dims `dims` (fastest-varying first) and a type we
@@ -61,35 +65,58 @@ class TensorReader : public WeightSource {
 
   std::vector<float> vector(const std::string& name, int64_t n) const override {
     std::vector<float> out(static_cast<size_t>(n));
-    decode(expect(name, {n}), out.data(), 1, n);
+    const GgufTensorInfo& t = expect(name, {n});
+    dequantize(t, out.data(), 1, n);
+    release(t);
     return out;
   }
 
   Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const override {
+    const GgufTensorInfo& t = expect(name, {cols, rows});
+    expect_multipliable(t, cols);
     Matrix m;
-    m.rows = rows;
-    m.cols = cols;
-    m.data.resize(static_cast<size_t>(rows * cols));
-    decode(expect(name, {cols, rows}), m.data.data(), rows, cols);
+    if (format_ == WeightFormat::kF32) {
+      std::vector<float> f32(static_cast<size_t>(rows * cols));
+      dequantize(t, f32.data(), rows, cols);
+      m = Matrix::from_f32(f32.data(), rows, cols);
+    } else {
+      m = Matrix::from_blocks(t.type, t.data, rows, cols);
+    }
+    release(t);
     return m;
   }
 
  private:
-  void decode(const GgufTensorInfo& t, float* dst, int64_t rows, int64_t cols) const {
+  // Held natively, a matrix is multiplied in its block type: the kernels must take that type and
+  // the row must be whole blocks. Checked for every matrix of the model, on every rank.
+  void expect_multipliable(const GgufTensorInfo& t, int64_t cols) const {
+    if (format_ == WeightFormat::kF32) return;
+    if (!Matrix::supported(t.type) || Matrix::row_bytes(t.type, cols) == 0) {
+      throw ModelFileError(f_.path(), "tensor '" + t.name + "' has type " + ggml_type_traits(static_cast<uint32_t>(t.type))->name +
+                                          ", which the CPU kernels do not multiply" +
+                                          " (load it with --weights f32 to dequantize at load)");
+    }
+  }
+
+  void dequantize(const GgufTensorInfo& t, float* dst, int64_t rows, int64_t cols) const {
     const size_t row_bytes = t.nbytes / static_cast<size_t>(rows);
     for (int64_t r = 0; r < rows; ++r) {
       if (!cpu::dequantize_row(t.type, t.data + r * row_bytes, dst + r * cols, cols)) {
         throw ModelFileError(f_.path(), "tensor '" + t.name + "' could not be dequantized");
       }
     }
-    // The mapped pages just read would otherwise stay resident next to the float copy; handing
-    // them back keeps a shard's memory at its own float32 weights (the file stays mapped).
+  }
+
+  // The mapped pages just read would otherwise stay resident next to the copy the model holds;
+  // handing them back keeps a shard's memory at one copy of its own weights (the file stays mapped).
+  void release(const GgufTensorInfo& t) const {
     const uintptr_t lo = reinterpret_cast<uintptr_t>(t.data) / page_ * page_;
     const uintptr_t hi = reinterpret_cast<uintptr_t>(t.data) + t.nbytes;
-    ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
   }
 
   const GgufFile& f_;
+  WeightFormat format_;
   size_t page_;
 };
 
@@ -101,6 +128,26 @@ const TensorNaming& gguf_naming() {
        "attn_q.bias", "attn_k.bias", "attn_v.bias", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
        "ffn_down.weight"}};
   return kNaming;
+}
+
+// What the loader will hold for each tensor natively: a matrix its bytes in the file, a vector
+// float32. Tensors the model does not have add nothing (the loader rejects the file anyway).
+NativeWeightBytes native_weight_bytes(const GgufFile& f, const ModelConfig& c) {
+  const TensorNaming& names = gguf_naming();
+  const auto held = [&f](const std::string& name) -> int64_t {
+    const GgufTensorInfo* t = f.find_tensor(name);
+    if (!t) return 0;
+    return t->dims.size() >= 2 ? static_cast<int64_t>(t->nbytes) : t->num_elements() * int64_t{4};
+  };
+  NativeWeightBytes b;
+  for (int l = 0; l < c.n_layers; ++l) {
+    int64_t layer = 0;
+    for (size_t i = 0; i < static_cast<size_t>(LayerTensor::kCount); ++i) layer += held(names.layer(l, static_cast<LayerTensor>(i)));
+    b.layer.push_back(layer);
+  }
+  b.embedding = held(names.embedding);
+  b.head = held(names.output_norm) + (c.tied_embeddings ? 0 : held(names.lm_head));
+  return b;
 }
 
 }  // namespace
@@ -179,19 +226,23 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   c.tied_embeddings = c.arch == Arch::kGemma || f.find_tensor("output.weight") == nullptr;
   // llama.cpp scales Gemma embeddings by sqrt(n_embd) at run time; the file holds them unscaled.
   if (c.arch == Arch::kGemma) c.embedding_scale = std::sqrt(static_cast<float>(c.hidden));
+  c.native_bytes = native_weight_bytes(f, c);
   return c;
 }
 
-std::unique_ptr<Model> load_gguf_model(const std::string& path, const ShardSpec& requested) {
+std::unique_ptr<Model> load_gguf_model(const std::string& path, const ShardSpec& requested,
+                                       const LoadOptions& options) {
   GgufFile f = GgufFile::open(path);
   ModelConfig c = gguf_model_config(f);
   const ShardSpec shard = resolve_shard(requested, c.n_layers, path);
-  TensorReader r(f);
+  TensorReader r(f, options.weights);
   // llama.cpp's converter already folded gemma's "1 + w" into the norm weights: no offset here.
   ModelWeights w = assemble_weights(c, shard, gguf_naming(), r, 0.0f);
   // Llama 3.1-style RoPE scaling stored as per-pair frequency divisors.
   if (r.has("rope_freqs.weight")) w.rope_freqs = r.vector("rope_freqs.weight", c.rope_dim / 2);
-  TokenizerData tok = tokenizer_data_from_gguf(f);
+  // A middle rank neither tokenizes nor samples: its 49k-entry vocabulary would only add memory
+  // (about 20 MB at its peak on SmolLM2) to a rank that should hold little beyond its layers.
+  TokenizerData tok = shard.has_embedding || shard.has_head ? tokenizer_data_from_gguf(f) : TokenizerData{};
   return std::make_unique<Model>(std::move(c), shard, std::move(w), std::move(tok));
 }
 

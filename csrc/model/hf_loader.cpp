@@ -44,7 +44,7 @@ nlohmann::json read_json(const std::string& path) {
 // [out, in] row-major: exactly our [rows, cols] Matrix.
 class TensorStore : public WeightSource {
  public:
-  explicit TensorStore(const std::string& dir) : dir_(dir) {
+  TensorStore(const std::string& dir, WeightFormat format) : dir_(dir), format_(format) {
     const std::string index_path = dir + "/model.safetensors.index.json";
     std::vector<std::string> names;
     std::map<std::string, std::string> weight_map;
@@ -114,19 +114,35 @@ class TensorStore : public WeightSource {
     return out;
   }
 
+  // F16/BF16/F32 are kept as such (row-major [out, in] is GGUF's layout for those one-element
+  // blocks); under WeightFormat::kF32 converted to float32.
   Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const override {
+    const SafetensorsTensor& t = expect(name, {rows, cols});
     Matrix m;
-    m.rows = rows;
-    m.cols = cols;
-    m.data.resize(static_cast<size_t>(rows * cols));
-    convert(name, expect(name, {rows, cols}), m.data.data());
+    if (format_ == WeightFormat::kF32) {
+      std::vector<float> f32(static_cast<size_t>(rows * cols));
+      files_[where_.at(name)].to_float(t, f32.data());
+      m = Matrix::from_f32(f32.data(), rows, cols);
+    } else {
+      const GgmlType type = t.dtype == "F16" ? GgmlType::F16 : t.dtype == "BF16" ? GgmlType::BF16 : GgmlType::F32;
+      if (!Matrix::supported(type)) {
+        throw ModelFileError(files_[where_.at(name)].path(), "tensor '" + name + "' has dtype " + t.dtype +
+                                                                 ", which the CPU kernels do not multiply");
+      }
+      m = Matrix::from_blocks(type, t.data, rows, cols);
+    }
+    release(t);
     return m;
   }
 
  private:
   void convert(const std::string& name, const SafetensorsTensor& t, float* dst) const {
     files_[where_.at(name)].to_float(t, dst);
-    // Hand the mapped pages back: otherwise the file's pages stay resident beside the float copy.
+    release(t);
+  }
+
+  void release(const SafetensorsTensor& t) const {
+    // Hand the mapped pages back: otherwise the file's pages stay resident beside the copy held.
     static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
     const uintptr_t lo = reinterpret_cast<uintptr_t>(t.data) / page * page;
     const uintptr_t hi = reinterpret_cast<uintptr_t>(t.data) + t.nbytes;
@@ -134,6 +150,7 @@ class TensorStore : public WeightSource {
   }
 
   std::string dir_;
+  WeightFormat format_;
   std::vector<SafetensorsFile> files_;
   std::map<std::string, size_t> where_;  // tensor name -> index into files_
 };
@@ -156,10 +173,10 @@ bool is_hf_model_dir(const std::string& path) {
   return fs::is_directory(path, ec) && fs::exists(path + "/config.json", ec);
 }
 
-std::unique_ptr<Model> load_hf_model(const std::string& dir, const ShardSpec& requested) {
+std::unique_ptr<Model> load_hf_model(const std::string& dir, const ShardSpec& requested, const LoadOptions& options) {
   ModelConfig c = read_hf_config(dir);
   const ShardSpec shard = resolve_shard(requested, c.n_layers, dir);
-  const TensorStore s(dir);
+  const TensorStore s(dir, options.weights);
   // Gemma's RMSNorm multiplies by (1 + w); folding the 1 in lets every architecture share one norm.
   const float norm_offset = c.arch == Arch::kGemma ? 1.0f : 0.0f;
   ModelWeights w = assemble_weights(c, shard, hf_naming(), s, norm_offset);
@@ -168,7 +185,8 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir, const ShardSpec& re
     if (!p.has_filename()) p = p.parent_path();  // "dir/" names the same directory
     c.model_name = p.filename().string();
   }
-  TokenizerData tok = tokenizer_data_from_hf(dir);
+  // A middle rank neither tokenizes nor samples (gguf_model_loader.cpp does the same).
+  TokenizerData tok = shard.has_embedding || shard.has_head ? tokenizer_data_from_hf(dir) : TokenizerData{};
   return std::make_unique<Model>(std::move(c), shard, std::move(w), std::move(tok));
 }
 

@@ -1,6 +1,6 @@
 // Builds a Model from a Hugging Face checkpoint directory: config.json, one or more *.safetensors
 // files (sharded ones listed by model.safetensors.index.json), tokenizer.json (+ tokenizer_config.json).
-// Weights are converted to float32, only for the tensors of the requested shard.
+// Weights stay F16/BF16/F32 as stored (float32 under --weights f32), only the requested shard's.
 #pragma once
 
 #include <memory>
@@ -16,6 +16,6 @@ bool is_hf_model_dir(const std::string& path);
 
 // Throws ModelFileError for anything unusable (missing config key, missing tensor, wrong shape,
 // unsupported dtype, malformed safetensors), InvalidArgument for a shard outside the model.
-std::unique_ptr<Model> load_hf_model(const std::string& dir, const ShardSpec& shard);
+std::unique_ptr<Model> load_hf_model(const std::string& dir, const ShardSpec& shard, const LoadOptions& options = {});
 
 }  // namespace jarvis

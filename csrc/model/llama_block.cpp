@@ -4,6 +4,7 @@
 
 #include "csrc/util/error.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/quant_matrix.h"
 
 namespace jarvis {
 
@@ -17,9 +18,7 @@ void Workspace::reserve(const ModelConfig& c, int n_tokens) {
   grow(k, c.kv_dim());
   grow(v, c.kv_dim());
   grow(attn, c.q_dim());
-  grow(proj, c.hidden);
   grow(gate, c.ffn_hidden);
-  grow(up, c.ffn_hidden);
 }
 
 void llama_block_forward(const ModelConfig& c, const LayerWeights& w, const StepPlan& plan,
@@ -29,11 +28,14 @@ void llama_block_forward(const ModelConfig& c, const LayerWeights& w, const Step
   const cpu::RopePairing pairing =
       c.rope_style == RopeStyle::kInterleaved ? cpu::RopePairing::kInterleaved : cpu::RopePairing::kNeox;
 
+  // Synchronisation points (ThreadPool::parallel_for) per layer: QKV, attention, wo, gate/up, down
+  // (5; a decode token's RMSNorms run on the calling thread, kernels/cpu/norm.cpp). Each one is a
+  // data dependency over whole rows, so fork-join cannot go lower. See csrc/model/README.md.
+
   // Attention.
   cpu::rmsnorm(hidden, w.attn_norm.data(), ws.norm.data(), n, c.hidden, c.norm_eps, pool);
-  cpu::matmul(ws.norm.data(), w.wq.data.data(), ws.q.data(), n, c.q_dim(), c.hidden, pool);
-  cpu::matmul(ws.norm.data(), w.wk.data.data(), ws.k.data(), n, c.kv_dim(), c.hidden, pool);
-  cpu::matmul(ws.norm.data(), w.wv.data.data(), ws.v.data(), n, c.kv_dim(), c.hidden, pool);
+  const cpu::QMatmulTarget qkv[] = {{&w.wq, ws.q.data()}, {&w.wk, ws.k.data()}, {&w.wv, ws.v.data()}};
+  cpu::qmatmul_multi(ws.norm.data(), n, qkv, 3, pool);
   if (c.qkv_bias) {
     cpu::add_bias(w.bq.data(), ws.q.data(), n, c.q_dim());
     cpu::add_bias(w.bk.data(), ws.k.data(), n, c.kv_dim());
@@ -59,20 +61,15 @@ void llama_block_forward(const ModelConfig& c, const LayerWeights& w, const Step
     throw Error("paged_attention rejected the shape: heads " + std::to_string(c.n_heads) + "/" +
                 std::to_string(c.n_kv_heads) + ", head_dim " + std::to_string(c.head_dim));
   }
-  cpu::matmul(ws.attn.data(), w.wo.data.data(), ws.proj.data(), n, c.hidden, c.q_dim(), pool);
-  cpu::add(ws.proj.data(), hidden, n * c.hidden);
+  // h += attn Wo^T: the residual add is the product's epilogue.
+  cpu::qmatmul(ws.attn.data(), n, w.wo, hidden, pool, /*accumulate=*/true);
 
-  // Feed-forward.
+  // Feed-forward: act(n(h) Wgate^T) * n(h) Wup^T in one pass, then h += that Wdown^T.
   cpu::rmsnorm(hidden, w.ffn_norm.data(), ws.norm.data(), n, c.hidden, c.norm_eps, pool);
-  cpu::matmul(ws.norm.data(), w.w_gate.data.data(), ws.gate.data(), n, c.ffn_hidden, c.hidden, pool);
-  cpu::matmul(ws.norm.data(), w.w_up.data.data(), ws.up.data(), n, c.ffn_hidden, c.hidden, pool);
-  if (c.activation == Activation::kGeluTanh) {
-    cpu::gelu_tanh_mul(ws.gate.data(), ws.up.data(), ws.gate.data(), n * c.ffn_hidden, pool);
-  } else {
-    cpu::silu_mul(ws.gate.data(), ws.up.data(), ws.gate.data(), n * c.ffn_hidden, pool);
-  }
-  cpu::matmul(ws.gate.data(), w.w_down.data.data(), ws.proj.data(), n, c.hidden, c.ffn_hidden, pool);
-  cpu::add(ws.proj.data(), hidden, n * c.hidden);
+  const cpu::GateActivation act =
+      c.activation == Activation::kGeluTanh ? cpu::GateActivation::kGeluTanh : cpu::GateActivation::kSilu;
+  cpu::qmatmul_gated(ws.norm.data(), n, w.w_gate, w.w_up, act, ws.gate.data(), pool);
+  cpu::qmatmul(ws.gate.data(), n, w.w_down, hidden, pool, /*accumulate=*/true);
 }
 
 }  // namespace jarvis

@@ -1,11 +1,11 @@
 #include "csrc/model/model.h"
 
-#include <cstring>
 #include <string>
 
 #include "csrc/model/llama_block.h"
 #include "csrc/util/error.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/quant_matrix.h"
 
 namespace jarvis {
 namespace {
@@ -72,11 +72,12 @@ void Model::embed(const int32_t* tokens, int n, float* hidden) const {
   }
   const int64_t h = config_.hidden;
   for (int i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= weights_.embedding.rows) {
+    if (tokens[i] < 0 || tokens[i] >= weights_.embedding.rows()) {
       throw InvalidArgument("token id " + std::to_string(tokens[i]) + " outside the vocabulary of " +
-                            std::to_string(weights_.embedding.rows));
+                            std::to_string(weights_.embedding.rows()));
     }
-    std::memcpy(hidden + i * h, weights_.embedding.row(tokens[i]), h * sizeof(float));
+    // One row decoded per token: the matrix stays in its block type (a Q8_0 tied head here).
+    weights_.embedding.dequantize_rows(tokens[i], 1, hidden + i * h);
     if (config_.embedding_scale != 1.0f) cpu::scale(config_.embedding_scale, hidden + i * h, h);
   }
 }
@@ -135,7 +136,7 @@ void Model::compute_logits(const float* hidden, int n_rows, float* logits, cpu::
   ws_.reserve(config_, n_rows);
   cpu::rmsnorm(hidden, weights_.output_norm.data(), ws_.norm.data(), n_rows, config_.hidden,
                config_.norm_eps, pool);
-  cpu::matmul(ws_.norm.data(), head.data.data(), logits, n_rows, head.rows, config_.hidden, pool);
+  cpu::qmatmul(ws_.norm.data(), n_rows, head, logits, pool);
 }
 
 }  // namespace jarvis

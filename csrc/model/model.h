@@ -13,6 +13,7 @@
 #include "csrc/model/config.h"
 #include "csrc/model/forward_step.h"
 #include "csrc/model/kv_cache.h"
+#include "csrc/model/load_options.h"
 #include "csrc/model/weights.h"
 #include "csrc/tokenizer/tokenizer_data.h"
 
@@ -61,7 +62,9 @@ class Model {
 };
 
 // Loads a GGUF file or an HF directory (config.json + *.safetensors + tokenizer.json),
-// only the tensors of `shard`. Throws ModelFileError for anything unusable.
-std::unique_ptr<Model> load_model(const std::string& path, const ShardSpec& shard = ShardSpec::full());
+// only the tensors of `shard`, weights held as `options` says. Throws ModelFileError for anything
+// unusable (a tensor type the kernels do not multiply included).
+std::unique_ptr<Model> load_model(const std::string& path, const ShardSpec& shard = ShardSpec::full(),
+                                  const LoadOptions& options = {});
 
 }  // namespace jarvis

@@ -1,22 +1,18 @@
-// Weights of one shard in the compute type (float32 on the CPU for now: GGUF blocks are
-// dequantized on load; keeping them quantized is a later speed step).
+// Weights of one shard. Linear layers stay in the block type their file stores them in (a GGUF
+// quant type, or F16/BF16/F32 from safetensors): cpu::QuantMatrix, multiplied by the kernels'
+// qmatmul family. `--weights f32` (the reference path) dequantizes them at load into F32 ones.
+// Norms and biases are small and always float32.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/quant_matrix.h"
+
 namespace jarvis {
 
 // Row-major [rows, cols]; a linear layer maps cols inputs to rows outputs (y = W x).
-struct Matrix {
-  int64_t rows = 0;
-  int64_t cols = 0;
-  std::vector<float> data;
-
-  bool empty() const { return data.empty(); }
-  const float* row(int64_t r) const { return data.data() + r * cols; }
-  size_t bytes() const { return data.size() * sizeof(float); }
-};
+using Matrix = cpu::QuantMatrix;
 
 struct LayerWeights {
   std::vector<float> attn_norm;                 // [hidden]
@@ -35,7 +31,7 @@ struct ModelWeights {
   // stores Llama 3.1 scaling); empty when the file has none.
   std::vector<float> rope_freqs;
 
-  size_t bytes() const;
+  size_t bytes() const;  // bytes held: matrices in their block types, vectors as float32
 };
 
 }  // namespace jarvis

@@ -15,16 +15,16 @@ ClusterPlan make_plan(const PlanRequest& req) {
   const std::vector<int64_t> budgets = req.budgets.empty() ? std::vector<int64_t>(plan.shards.size(), 0) : req.budgets;
   plan.kv_blocks = req.kv_blocks;
   if (plan.kv_blocks == 0) {
-    const int64_t fit = max_kv_blocks(plan.model, plan.shards, budgets, req.page_size, req.bytes_per_weight);
+    const int64_t fit = max_kv_blocks(plan.model, plan.shards, budgets, req.page_size, req.weights);
     if (fit == 0) {
       // Name the rank that leaves no room: check_memory with one block says who and by how much.
-      check_memory(plan.model, plan.shards, budgets, 1, req.page_size, req.bytes_per_weight);
+      check_memory(plan.model, plan.shards, budgets, 1, req.page_size, req.weights);
     }
     plan.kv_blocks = fit < 0 ? 0 : fit;
   }
-  check_memory(plan.model, plan.shards, budgets, plan.kv_blocks, req.page_size, req.bytes_per_weight);
+  check_memory(plan.model, plan.shards, budgets, plan.kv_blocks, req.page_size, req.weights);
   for (const ShardSpec& s : plan.shards) {
-    plan.memory.push_back(estimate_shard_memory(plan.model, s, plan.kv_blocks, req.page_size, req.bytes_per_weight));
+    plan.memory.push_back(estimate_shard_memory(plan.model, s, plan.kv_blocks, req.page_size, req.weights));
   }
   return plan;
 }

@@ -25,7 +25,7 @@ struct PlanRequest {
   // KV blocks every rank reserves (rank 0's block manager hands them out; each rank stores them
   // for its own layers). 0: as many as the tightest budget allows.
   int64_t kv_blocks = 0;
-  int bytes_per_weight = 4;  // compute dtype (float32 today)
+  WeightFormat weights = WeightFormat::kNative;  // how the ranks hold weights (--weights)
 };
 
 struct ClusterPlan {

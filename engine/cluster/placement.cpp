@@ -115,17 +115,38 @@ int64_t head_elements(const ModelConfig& c) {
   return c.hidden + (c.tied_embeddings ? 0 : static_cast<int64_t>(c.vocab_size) * c.hidden);
 }
 
+namespace {
+
+bool knows_native_bytes(const ModelConfig& c, WeightFormat weights) {
+  return weights == WeightFormat::kNative && static_cast<int>(c.native_bytes.layer.size()) == c.n_layers;
+}
+
+}  // namespace
+
+int64_t layer_weight_bytes(const ModelConfig& c, int layer, WeightFormat weights) {
+  if (knows_native_bytes(c, weights) && layer >= 0 && layer < c.n_layers) {
+    return c.native_bytes.layer[static_cast<size_t>(layer)];
+  }
+  return layer_weight_elements(c) * 4;
+}
+
+int64_t embedding_bytes(const ModelConfig& c, WeightFormat weights) {
+  return knows_native_bytes(c, weights) ? c.native_bytes.embedding : embedding_elements(c) * 4;
+}
+
+int64_t head_bytes(const ModelConfig& c, WeightFormat weights) {
+  return knows_native_bytes(c, weights) ? c.native_bytes.head : head_elements(c) * 4;
+}
+
 ShardMemory estimate_shard_memory(const ModelConfig& c, const ShardSpec& s, int64_t kv_blocks, int page_size,
-                                  int bytes_per_weight) {
+                                  WeightFormat weights) {
   const int end = s.end_layer < 0 ? c.n_layers : s.end_layer;
   const int layers = end - s.first_layer;
   ShardMemory m;
-  m.layer_weights = layers * layer_weight_elements(c) * bytes_per_weight;
-  int64_t ends = 0;
+  for (int l = s.first_layer; l < end; ++l) m.layer_weights += layer_weight_bytes(c, l, weights);
   // A tied head multiplies by the embedding matrix, so the tail rank loads it too.
-  if (s.has_embedding || (s.has_head && c.tied_embeddings)) ends += embedding_elements(c);
-  if (s.has_head) ends += head_elements(c);
-  m.end_weights = ends * bytes_per_weight;
+  if (s.has_embedding || (s.has_head && c.tied_embeddings)) m.end_weights += embedding_bytes(c, weights);
+  if (s.has_head) m.end_weights += head_bytes(c, weights);
   m.kv_cache = kv_blocks * static_cast<int64_t>(KvCache::block_bytes(layers, page_size, c.n_kv_heads, c.head_dim));
   return m;
 }
@@ -165,22 +186,22 @@ std::string shortfall(int rank, const ShardSpec& s, const ShardMemory& m, int64_
 }  // namespace
 
 void check_memory(const ModelConfig& c, const std::vector<ShardSpec>& shards, const std::vector<int64_t>& budgets,
-                  int64_t kv_blocks, int page_size, int bytes_per_weight) {
+                  int64_t kv_blocks, int page_size, WeightFormat weights) {
   check_budget_count(shards, budgets);
   for (size_t r = 0; r < shards.size(); ++r) {
     if (budgets[r] <= 0) continue;
-    const ShardMemory m = estimate_shard_memory(c, shards[r], kv_blocks, page_size, bytes_per_weight);
+    const ShardMemory m = estimate_shard_memory(c, shards[r], kv_blocks, page_size, weights);
     if (m.total() > budgets[r]) throw InvalidArgument(shortfall(static_cast<int>(r), shards[r], m, budgets[r]));
   }
 }
 
 int64_t max_kv_blocks(const ModelConfig& c, const std::vector<ShardSpec>& shards, const std::vector<int64_t>& budgets,
-                      int page_size, int bytes_per_weight) {
+                      int page_size, WeightFormat weights) {
   check_budget_count(shards, budgets);
   int64_t best = -1;
   for (size_t r = 0; r < shards.size(); ++r) {
     if (budgets[r] <= 0) continue;
-    const ShardMemory m = estimate_shard_memory(c, shards[r], 1, page_size, bytes_per_weight);
+    const ShardMemory m = estimate_shard_memory(c, shards[r], 1, page_size, weights);
     const int64_t weights = m.layer_weights + m.end_weights;
     if (weights > budgets[r]) {
       throw InvalidArgument(

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "csrc/model/config.h"
+#include "csrc/model/load_options.h"
 
 namespace jarvis {
 
@@ -38,9 +39,10 @@ std::vector<ShardSpec> plan_split(int n_layers, int n_ranks,
 // "rank 0: layers [0, 10) + embedding + head" -- for logs and error messages.
 std::string describe_shard(int rank, const ShardSpec& shard);
 
-// Bytes a rank needs, estimated from the architecture alone (no weights read). Weights are
-// counted at the compute dtype: float32 today (ModelWeights holds dequantized floats), so
-// bytes_per_weight defaults to 4; pass 2 for a future fp16/bf16 backend.
+// Bytes a rank needs, from the model header alone (no weights read). Weights are counted as the
+// rank will hold them (`weights`, the ranks' --weights): natively, the bytes the file's tensor
+// headers give (ModelConfig::native_bytes; a config that records none, e.g. a synthetic one, is
+// counted at 4 bytes per element); under WeightFormat::kF32, 4 bytes per element.
 struct ShardMemory {
   int64_t layer_weights = 0;  // the shard's transformer blocks
   int64_t end_weights = 0;    // embedding and/or final norm + lm_head (a tied head needs the embedding)
@@ -55,22 +57,27 @@ int64_t layer_weight_elements(const ModelConfig& c);
 int64_t embedding_elements(const ModelConfig& c);
 int64_t head_elements(const ModelConfig& c);  // output_norm + lm_head (0 for the matrix when tied)
 
+// The bytes those hold in `weights` format: layer `layer` / the embedding / norm + untied lm_head.
+int64_t layer_weight_bytes(const ModelConfig& c, int layer, WeightFormat weights);
+int64_t embedding_bytes(const ModelConfig& c, WeightFormat weights);
+int64_t head_bytes(const ModelConfig& c, WeightFormat weights);
+
 // `kv_blocks` blocks of `page_size` tokens: every rank holds the same blocks (the block tables
 // come from rank 0), each for its own layers only.
 ShardMemory estimate_shard_memory(const ModelConfig& c, const ShardSpec& shard, int64_t kv_blocks, int page_size,
-                                  int bytes_per_weight = 4);
+                                  WeightFormat weights = WeightFormat::kNative);
 
 // Throws InvalidArgument naming the first rank whose estimate exceeds its budget:
 // "rank 2 needs 1.31 GiB (weights 1.20 GiB for layers [20, 30) + head, KV cache 112 MiB) but its
 // memory budget is 1.00 GiB". budgets[r] <= 0 means no limit for that rank.
 void check_memory(const ModelConfig& c, const std::vector<ShardSpec>& shards, const std::vector<int64_t>& budgets,
-                  int64_t kv_blocks, int page_size, int bytes_per_weight = 4);
+                  int64_t kv_blocks, int page_size, WeightFormat weights = WeightFormat::kNative);
 
 // Most KV blocks every rank can hold next to its weights (ranks without a budget do not limit it);
 // -1 when no rank has a budget. Throws InvalidArgument naming a rank whose weights alone exceed
 // its budget.
 int64_t max_kv_blocks(const ModelConfig& c, const std::vector<ShardSpec>& shards, const std::vector<int64_t>& budgets,
-                      int page_size, int bytes_per_weight = 4);
+                      int page_size, WeightFormat weights = WeightFormat::kNative);
 
 // 1536 -> "1.50 KiB"; for messages.
 std::string format_bytes(int64_t bytes);

@@ -34,7 +34,7 @@ InprocRing::InprocRing(const InprocRingOptions& options) : options_(options) {
           throw Error("rank " + std::to_string(r) + ": " + e.what());
         }
       }
-      rank->model = load_model(o.model_path, o.plan[static_cast<size_t>(r)]);
+      rank->model = load_model(o.model_path, o.plan[static_cast<size_t>(r)], o.load);
       if (device.is_cuda()) {
         CudaShardOptions co;
         co.device = device.index;

@@ -23,6 +23,7 @@ namespace jarvis {
 
 struct InprocRingOptions {
   std::string model_path;
+  LoadOptions load;             // every worker rank's model load
   std::vector<ShardSpec> plan;  // one per rank, rank 0 first
   int kv_blocks = 0;
   int page_size = 16;

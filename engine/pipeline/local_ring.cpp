@@ -76,7 +76,8 @@ LocalRing::LocalRing(const LocalRingOptions& o) {
                  "127.0.0.1:" + std::to_string(next_port), "--kv-blocks", std::to_string(o.kv_blocks),
                  "--page-size", std::to_string(o.page_size), "--threads", std::to_string(o.worker_threads),
                  "--connect-timeout", std::to_string(o.timeout.count() / 1000.0), "--port-file", port_file,
-                 "--rank", std::to_string(r), "--ranks", std::to_string(n)};
+                 "--rank", std::to_string(r), "--ranks", std::to_string(n),
+                 "--weights", weight_format_name(o.load.weights)};
       if (s.has_head) args.push_back("--tail");  // the last rank computes logits (jarvis-serve --tail last)
       if (static_cast<size_t>(r) < o.devices.size() && o.devices[static_cast<size_t>(r)].is_cuda()) {
         args.insert(args.end(), {"--device", o.devices[static_cast<size_t>(r)].str(), "--gpu-dtype",

@@ -13,6 +13,7 @@
 
 #include "csrc/model/config.h"
 #include "csrc/model/device.h"
+#include "csrc/model/load_options.h"
 #include "transport/link.h"
 
 namespace jarvis {
@@ -20,6 +21,7 @@ namespace jarvis {
 struct LocalRingOptions {
   std::string worker_bin;          // the jarvis-worker executable
   std::string model_path;
+  LoadOptions load;                // passed on as each worker's --weights
   std::vector<ShardSpec> plan;     // one per rank, rank 0 first (plan_split)
   int kv_blocks = 0;               // every rank's, rank 0's block manager included
   int page_size = 16;

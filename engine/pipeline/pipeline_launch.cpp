@@ -49,6 +49,7 @@ PipelineLaunch::PipelineLaunch(const PipelineLaunchOptions& o, const Model& mode
   } else if (o.transport == PipelineLaunchOptions::Transport::kInproc) {
     InprocRingOptions io;
     io.model_path = o.model_path;
+    io.load = o.load;
     io.plan = o.plan;
     io.kv_blocks = o.kv_blocks;
     io.page_size = o.page_size;
@@ -70,6 +71,7 @@ PipelineLaunch::PipelineLaunch(const PipelineLaunchOptions& o, const Model& mode
     LocalRingOptions ro;
     ro.worker_bin = o.worker_bin;
     ro.model_path = o.model_path;
+    ro.load = o.load;
     ro.plan = o.plan;
     ro.kv_blocks = o.kv_blocks;
     ro.page_size = o.page_size;

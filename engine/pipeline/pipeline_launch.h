@@ -26,6 +26,7 @@ namespace jarvis {
 
 struct PipelineLaunchOptions {
   std::string model_path;
+  LoadOptions load;             // every rank this process starts loads with these (--weights)
   std::vector<ShardSpec> plan;  // one per rank, rank 0 first
   int kv_blocks = 0;            // every rank's
   int page_size = 16;

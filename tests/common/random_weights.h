@@ -16,12 +16,9 @@ namespace jarvis::model_test {
 // so activations stay O(1) through a few layers whatever the sizes.
 inline Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng, float scale = 1.0f) {
   std::normal_distribution<float> d(0.0f, scale / std::sqrt(static_cast<float>(cols)));
-  Matrix m;
-  m.rows = rows;
-  m.cols = cols;
-  m.data.resize(rows * cols);
-  for (float& x : m.data) x = d(rng);
-  return m;
+  std::vector<float> v(static_cast<size_t>(rows * cols));
+  for (float& x : v) x = d(rng);
+  return Matrix::from_f32(v.data(), rows, cols);
 }
 
 inline std::vector<float> random_vector(int64_t n, std::mt19937& rng, float mean, float stddev) {

@@ -85,30 +85,37 @@ def parse_report(stderr):
     return {k: int(v) for k, v in (kv.split("=") for kv in line.split())}
 
 
-def expected_weight_bytes(r, layers, embedding, head):
-    """Float32 bytes of the tensors a shard should hold, counted from the GGUF via `gguf`."""
-    names = {t.name: int(np.prod(t.shape)) for t in r.tensors}
+def expected_weight_bytes(r, layers, embedding, head, weights):
+    """Bytes of the tensors a shard should hold, counted from the GGUF via `gguf`: natively a
+    matrix as the file stores it and a vector as float32; under --weights f32 4 bytes each."""
+    if weights == "f32":
+        names = {t.name: 4 * int(np.prod(t.shape)) for t in r.tensors}
+    else:
+        names = {t.name: int(t.n_bytes) if len(t.shape) >= 2 else 4 * int(t.n_elements) for t in r.tensors}
     total = sum(n for name, n in names.items() if any(name.startswith(f"blk.{l}.") for l in layers))
     tied = "output.weight" not in names
     if embedding or (head and tied):
         total += names["token_embd.weight"]
     if head:
         total += names["output_norm.weight"] + names.get("output.weight", 0)
-    return 4 * total
+    return total
 
 
-def test_smollm2_shard_memory_is_its_share(smollm, tmp_path):
+@pytest.mark.parametrize("weights", ["native", "f32"])
+def test_smollm2_shard_memory_is_its_share(smollm, tmp_path, weights):
     tokens, _, reader = smollm
     tokens = tokens[:4]
-    _, full = run_logits(SMOLLM, tokens, tmp_path, name="full", report="", **F32)
+    _, full = run_logits(SMOLLM, tokens, tmp_path, name="full", report="", weights=weights)
     zeros = tmp_path / "h0.f32"
     np.zeros((len(tokens), 576), dtype=np.float32).tofile(zeros)
     _, mid = run_logits(SMOLLM, tokens, tmp_path, name="mid", first_layer=5, end_layer=6, in_hidden=zeros,
-                        out_hidden=tmp_path / "h1.f32", no_logits=True, report="", **F32)
+                        out_hidden=tmp_path / "h1.f32", no_logits=True, report="", weights=weights)
     full, mid = parse_report(full.stderr), parse_report(mid.stderr)
-    print(f"SmolLM2 memory: full {full}, layer 5 alone {mid}")
-    assert full["weights_bytes"] == expected_weight_bytes(reader, range(30), True, True)
-    assert mid["weights_bytes"] == expected_weight_bytes(reader, [5], False, False)
+    print(f"SmolLM2 memory ({weights}): full {full}, layer 5 alone {mid}")
+    assert full["weights_bytes"] == expected_weight_bytes(reader, range(30), True, True, weights)
+    assert mid["weights_bytes"] == expected_weight_bytes(reader, [5], False, False, weights)
+    if weights == "native":
+        assert full["weights_bytes"] <= SMOLLM.stat().st_size
     # Resident memory follows the weights held, not the file: the mapped pages of tensors read
     # are handed back. 48 MB covers the process, parsed metadata (49k-token vocabulary) and
     # the activations; a shard that dequantized everything would be ~540 MB.
@@ -178,7 +185,7 @@ def test_smollm2_quantized_layers_match_quantized_reference(smollm, quantized_la
         x_in, x_out = tmp_path / f"in{l}.f32", tmp_path / f"out{l}.f32"
         x32.tofile(x_in)
         run_logits(SMOLLM, tokens, tmp_path, first_layer=l, end_layer=l + 1, in_hidden=x_in, out_hidden=x_out,
-                   no_logits=True, threads=2, chunk=40)
+                   no_logits=True, threads=2, chunk=40, weights="native")
         de = np.fromfile(x_out, dtype=np.float32).reshape(x32.shape).astype(np.float64) - x32
         assert np.all(np.isfinite(de)), f"layer {l}"
         rho.append(np.linalg.norm(de - dq[l]) / np.linalg.norm(df[l] - dq[l]))
@@ -196,7 +203,7 @@ def test_smollm2_quantized_head_matches_quantized_reference(quantized_layers, tm
     final.tofile(hidden)
     n_layers = q.cfg["n_layers"]
     out, _ = run_logits(SMOLLM, range(len(final)), tmp_path, first_layer=n_layers, end_layer=n_layers,
-                        in_hidden=hidden, threads=2)
+                        in_hidden=hidden, threads=2, weights="native")
     ours = load_f32(out, 1, len(final))[0]
     x = final.astype(np.float64)
     ref = q.logits(x)
@@ -225,7 +232,7 @@ def mean_kl(p_logits, q_logits):
 def test_smollm2_default_path_approximates_float_reference(smollm, quantized_layers, tmp_path):
     tokens, ref, _ = smollm
     q, *_, final = quantized_layers
-    out, _ = run_logits(SMOLLM, tokens, tmp_path, threads=2, chunk=24)
+    out, _ = run_logits(SMOLLM, tokens, tmp_path, threads=2, chunk=24, weights="native")
     ours = load_f32(out, 1, len(tokens))[0]
     assert np.all(np.isfinite(ours))
     kl_ours, kl_q = mean_kl(ref, ours), mean_kl(ref, q.logits(final.astype(np.float64)))

@@ -43,16 +43,20 @@ def field(reader, key):
     return int(f.parts[f.data[0]][0])
 
 
-def expected_weight_bytes(reader, first, end, embedding, head):
-    """float32 bytes of what a rank holds, summed over the file's tensors (the compute dtype is f32)."""
-    names = {t.name: int(t.n_elements) for t in reader.tensors}
+def expected_weight_bytes(reader, first, end, embedding, head, weights="native"):
+    """Bytes of what a rank holds, summed over the file's tensors: natively each matrix as the file
+    stores it (`gguf`'s n_bytes) and each vector as float32; under --weights f32 4 bytes each."""
+    if weights == "f32":
+        names = {t.name: 4 * int(t.n_elements) for t in reader.tensors}
+    else:
+        names = {t.name: int(t.n_bytes) if len(t.shape) >= 2 else 4 * int(t.n_elements) for t in reader.tensors}
     n = sum(v for k, v in names.items() if k.startswith("blk.") and first <= int(k.split(".")[1]) < end)
     tied = "output.weight" not in names
     if embedding or (head and tied):
         n += names["token_embd.weight"]
     if head:
         n += names["output_norm.weight"] + names.get("output.weight", 0)
-    return 4 * n
+    return n
 
 
 def kv_block_bytes(reader, layers, page):
@@ -64,15 +68,16 @@ def kv_block_bytes(reader, layers, page):
 
 @pytest.mark.parametrize("args", [["--ranks", "3"], ["--ranks", "4"], ["--ranks", "3", "--split", "1,28,1",
                                   "--tail-rank", "2"], ["--ranks", "2", "--split", "0,30", "--head-rank", "0"]])
-def test_weight_bytes_match_the_files_tensors(reader, args):
-    out = plan("--model", str(MODEL), "--json", *args)
+@pytest.mark.parametrize("weights", ["native", "f32"])
+def test_weight_bytes_match_the_files_tensors(reader, args, weights):
+    out = plan("--model", str(MODEL), "--json", "--weights", weights, *args)
     assert out["layers"] == field(reader, "llama.block_count") == 30
     covered = 0
     for r in out["ranks"]:
         assert r["first_layer"] == covered
         covered = r["end_layer"]
         assert r["weight_bytes"] == expected_weight_bytes(reader, r["first_layer"], r["end_layer"], r["embedding"],
-                                                          r["head"]), r
+                                                          r["head"], weights), r
     assert covered == 30
 
 
@@ -114,14 +119,22 @@ def test_fingerprints_match_hashlib(reader):
     (["--ranks", "3", "--split", "10,20,0"], "rank 2 would hold no layers"),
     (["--ranks", "31"], "cannot divide 30 layers over 31 ranks"),
     (["--ranks", "3", "--tail-rank", "3"], "tail (lm_head) is placed on rank 3"),
-    (["--ranks", "3", "--rank-memory", "2:100MiB"],
+    (["--ranks", "3", "--rank-memory", "2:100MiB", "--weights", "f32"],
      "rank 2 needs 135.04 MiB (weights 135.04 MiB for layers [20, 30), KV cache 0 B) but its memory budget is 100.00 MiB"),
-    (["--ranks", "3", "--rank-memory", "0:200MiB"], "rank 0 needs"),
+    (["--ranks", "3", "--rank-memory", "2:20MiB"],
+     "rank 2 needs 21.14 MiB (weights 21.14 MiB for layers [20, 30), KV cache 0 B) but its memory budget is 20.00 MiB"),
+    (["--ranks", "3", "--rank-memory", "0:200MiB", "--weights", "f32"], "rank 0 needs"),
+    (["--ranks", "3", "--rank-memory", "0:40MiB"], "rank 0 needs"),
     (["--ranks", "3", "--rank-memory", "5:1GiB"], "names rank 5 but ranks are 0..2"),
 ])
 def test_wrong_plans_fail_before_loading(args, message):
     err = plan("--model", str(MODEL), *args, ok=False)
     assert message in err, err
+
+
+def test_unknown_weight_format_is_refused():
+    r = subprocess.run([str(BIN), "--model", str(MODEL), "--weights", "f16"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--weights" in r.stderr, r.stderr
 
 
 def test_cluster_file_errors_name_the_field(tmp_path):

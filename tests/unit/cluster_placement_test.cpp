@@ -1,6 +1,7 @@
 // Split planning and the per-rank memory check (engine/cluster/placement.h).
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <string>
 
 #include "csrc/gguf/gguf_file.h"
@@ -118,10 +119,10 @@ TEST(ClusterPlacement, WeightEstimateMatchesTheFilesTensors) {
   EXPECT_EQ(c.tied_embeddings, out == nullptr);
   EXPECT_EQ(head_elements(c), f.find_tensor("output_norm.weight")->num_elements() + (out ? out->num_elements() : 0));
 
-  // Shard totals at float32, with a KV reservation of 100 blocks of 16 tokens.
+  // Shard totals at float32 (--weights f32), with a KV reservation of 100 blocks of 16 tokens.
   const auto shards = plan_split(30, 3);
-  const ShardMemory m0 = estimate_shard_memory(c, shards[0], 100, 16);
-  const ShardMemory m1 = estimate_shard_memory(c, shards[1], 100, 16);
+  const ShardMemory m0 = estimate_shard_memory(c, shards[0], 100, 16, WeightFormat::kF32);
+  const ShardMemory m1 = estimate_shard_memory(c, shards[1], 100, 16, WeightFormat::kF32);
   EXPECT_EQ(m1.layer_weights, 10 * layer_weight_elements(c) * 4);
   EXPECT_EQ(m1.end_weights, 0);
   // Rank 0 holds the embedding (once, even though the tied head also uses it) and the norm.
@@ -131,8 +132,60 @@ TEST(ClusterPlacement, WeightEstimateMatchesTheFilesTensors) {
   // A tail rank without the embedding still needs it when the head is tied.
   const auto split_ends = plan_split(30, 3, std::nullopt, EndsPlacement{0, 2});
   if (c.tied_embeddings) {
-    EXPECT_EQ(estimate_shard_memory(c, split_ends[2], 0, 16).end_weights, (embedding_elements(c) + c.hidden) * 4);
+    EXPECT_EQ(estimate_shard_memory(c, split_ends[2], 0, 16, WeightFormat::kF32).end_weights,
+              (embedding_elements(c) + c.hidden) * 4);
   }
+}
+
+// Held natively, a matrix takes its bytes in the file's blocks and a vector float32. The reference
+// sizes each tensor from the GGUF block definitions (Q4_1: 32 weights in 2 + 2 + 16 bytes; Q8_0: 32
+// in 2 + 32; F32: 4 bytes each), not from the loader's type table.
+int64_t block_def_bytes(const GgufTensorInfo& t) {
+  const int64_t n = t.num_elements();
+  if (t.dims.size() < 2) return 4 * n;
+  switch (t.type) {
+    case GgmlType::Q4_1: return n / 32 * 20;
+    case GgmlType::Q8_0: return n / 32 * 34;
+    case GgmlType::F32: return 4 * n;
+    default: ADD_FAILURE() << t.name << ": a type this test has no block definition for"; return 0;
+  }
+}
+
+TEST(ClusterPlacement, NativeWeightBytesAreTheFilesBlocks) {
+  const ModelConfig c = read_model_config(kModel);
+  const GgufFile f = GgufFile::open(kModel);
+  ASSERT_EQ(static_cast<int>(c.native_bytes.layer.size()), 30);
+  int64_t layers_0_10 = 0, all_layers = 0;
+  for (int l = 0; l < 30; ++l) {
+    int64_t bytes = 0;
+    const std::string prefix = "blk." + std::to_string(l) + ".";
+    for (const GgufTensorInfo& t : f.tensors()) {
+      if (t.name.rfind(prefix, 0) == 0) bytes += block_def_bytes(t);
+    }
+    EXPECT_EQ(layer_weight_bytes(c, l, WeightFormat::kNative), bytes) << "layer " << l;
+    EXPECT_EQ(layer_weight_bytes(c, l, WeightFormat::kF32), layer_weight_elements(c) * 4);
+    if (l < 10) layers_0_10 += bytes;
+    all_layers += bytes;
+  }
+  const int64_t embedding = block_def_bytes(*f.find_tensor("token_embd.weight"));
+  const int64_t norm = block_def_bytes(*f.find_tensor("output_norm.weight"));
+  EXPECT_EQ(embedding_bytes(c, WeightFormat::kNative), embedding);
+  ASSERT_TRUE(c.tied_embeddings);
+  EXPECT_EQ(head_bytes(c, WeightFormat::kNative), norm);
+  // The default (native) estimate: rank 0 of three holds layers 0-9, the embedding once (the tied
+  // head reuses it) and the norm; the whole model is at most the file.
+  const auto shards = plan_split(30, 3);
+  const ShardMemory m0 = estimate_shard_memory(c, shards[0], 0, 16);
+  EXPECT_EQ(m0.layer_weights, layers_0_10);
+  EXPECT_EQ(m0.end_weights, embedding + norm);
+  const ShardMemory whole = estimate_shard_memory(c, ShardSpec::full(), 0, 16);
+  EXPECT_EQ(whole.total(), all_layers + embedding + norm);
+  std::ifstream file(kModel, std::ios::binary | std::ios::ate);
+  EXPECT_LE(whole.total(), static_cast<int64_t>(file.tellg()));
+  // A config that records no native bytes (synthetic) is counted at float32.
+  ModelConfig synthetic = c;
+  synthetic.native_bytes = {};
+  EXPECT_EQ(estimate_shard_memory(synthetic, shards[1], 0, 16).layer_weights, 10 * layer_weight_elements(c) * 4);
 }
 
 TEST(ClusterPlacement, MemoryBudgetErrorNamesRankNeedAndBudget) {
@@ -149,7 +202,8 @@ TEST(ClusterPlacement, MemoryBudgetErrorNamesRankNeedAndBudget) {
   EXPECT_NO_THROW(check_memory(c, shards, {int64_t{1} << 30, 0, rank2_need}, 64, 16));
   EXPECT_NE(error_of([&] { check_memory(c, shards, {0, 0}, 64, 16); }).find("budgets for 2 ranks"), std::string::npos);
   // 100 MiB cannot hold rank 0's float32 embedding (49152 x 576 x 4 = 108 MiB) whatever the KV.
-  const std::string e0 = error_of([&] { check_memory(c, shards, {100 << 20, 0, 0}, 0, 16); });
+  const std::string e0 =
+      error_of([&] { check_memory(c, shards, {100 << 20, 0, 0}, 0, 16, WeightFormat::kF32); });
   EXPECT_NE(e0.find("rank 0 needs"), std::string::npos) << e0;
   EXPECT_NE(e0.find("+ embedding + head"), std::string::npos) << e0;
 }

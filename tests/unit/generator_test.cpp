@@ -66,17 +66,14 @@ std::unique_ptr<Model> tiny_model() {
   c.context_length = 64;
   std::mt19937 rng(1234);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  auto matrix = [&](int rows, int cols) {
-    Matrix m;
-    m.rows = rows;
-    m.cols = cols;
-    for (int i = 0; i < rows * cols; ++i) m.data.push_back(normal(rng) / std::sqrt(static_cast<float>(cols)));
-    return m;
+  auto matrix = [&](int rows, int cols, float scale = 1.0f) {
+    std::vector<float> v;
+    for (int i = 0; i < rows * cols; ++i) v.push_back(normal(rng) / std::sqrt(static_cast<float>(cols)) * scale);
+    return Matrix::from_f32(v.data(), rows, cols);
   };
   auto ones = [&](int n) { return std::vector<float>(static_cast<size_t>(n), 1.0f); };
   ModelWeights w;
-  w.embedding = matrix(kVocab, c.hidden);
-  for (float& x : w.embedding.data) x *= std::sqrt(static_cast<float>(c.hidden));
+  w.embedding = matrix(kVocab, c.hidden, std::sqrt(static_cast<float>(c.hidden)));
   w.output_norm = ones(c.hidden);
   w.lm_head = matrix(kVocab, c.hidden);
   for (int l = 0; l < c.n_layers; ++l) {

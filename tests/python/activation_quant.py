@@ -5,8 +5,8 @@ C++ code, so the NumPy reference can apply it too.
 The format follows the weight type the row is multiplied with: Q8_0/Q4_0/Q5_0 weights meet
 32-element Q8_0 blocks, Q4_1/Q5_1 weights 32-element Q8_1 blocks, Q4_K/Q5_K/Q6_K weights
 256-element Q8_K blocks; F32/F16/BF16 weights take the row as it is. Every format quantizes a block
-the same way, in float32: amax = max |x|, d = amax / 127, id = 1 / d (0 when d is 0),
-q = round-half-even(x * id). A block's values then stand for q * d. (Q8_1's stored d * sum(q) and
+the same way, in float32: amax = max |x|, d = amax / 127 (0 when that is below FLT_MIN: 1 / d of a
+subnormal d would overflow), id = 1 / d (0 when d is 0), q = round-half-even(x * id). A block's values then stand for q * d. (Q8_1's stored d * sum(q) and
 Q8_K's 16-element sums are the same values regrouped for the kernels' benefit; they add nothing
 to what the product means, so they do not appear here.)
 """
@@ -40,6 +40,7 @@ def quantize_blocks(x, block):
     xb = x.reshape(*x.shape[:-1], n // block, block)
     amax = np.abs(xb).max(axis=-1)
     d = amax / np.float32(127)  # float32 / float32, rounded to float32
+    d = np.where(d < np.finfo(np.float32).tiny, np.float32(0), d).astype(np.float32)
     with np.errstate(divide="ignore"):
         inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
     q = np.rint(xb * inv[..., None])  # float32 product; np.rint rounds half to even

@@ -44,6 +44,16 @@ def test_scale_is_float32_amax_over_127():
     assert q[0] == 127  # the largest element always maps to +-127
 
 
+def test_subnormal_scale_makes_a_zero_block():
+    x = np.zeros(32, dtype=np.float32)
+    x[0] = 1e-37  # normal, but 1e-37 / 127 is subnormal
+    q, d = quantize_blocks(x, 32)
+    assert d[0] == 0 and not q.any()
+    x[0] = 127 * np.finfo(np.float32).tiny  # d exactly FLT_MIN: still quantized
+    q, d = quantize_blocks(x, 32)
+    assert d[0] == np.finfo(np.float32).tiny and q[0] == 127
+
+
 def test_blocks_are_independent_and_error_within_half_a_step():
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((5, 512)) * np.logspace(-3, 2, 512)).astype(np.float32)  # scales vary per block

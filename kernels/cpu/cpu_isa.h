@@ -17,7 +17,11 @@ enum class Isa {
 const char* isa_name(Isa isa);
 // The paths this CPU and this build can run, scalar first.
 std::vector<Isa> available_isas();
-// The path in use: JARVIS_CPU_ISA when set, else the last of available_isas().
+// The path called `name` ("scalar", "avx2", "avx512"); throws std::invalid_argument naming the
+// available ones when the name is unknown or this CPU/build cannot run it.
+Isa isa_from_name(const char* name);
+// The path in use: JARVIS_CPU_ISA when set (through isa_from_name, so a bad value throws on first
+// use), else the last of available_isas().
 Isa active_isa();
 // Tests only: switch the path for the following calls (not thread-safe against running kernels).
 void set_active_isa(Isa isa);

@@ -1,6 +1,7 @@
-// Interim implementation of the QuantMatrix products: each thread dequantizes its weight rows to
-// float32 and takes float dot products. Correct for every supported type; the integer kernels
-// (8-bit activations, per-ISA tiles) replace the inner loops.
+// The QuantMatrix products: the caller quantizes the input rows once per activation format, then
+// one parallel pass gives each thread a static contiguous range of weight rows, walked in tiles of
+// kTileRows weight rows x kTileTokens input rows (quant_kernels.h) by the active ISA's kernels.
+// Weights keep GGUF's row layout (no repacking), so dequantize_rows() is the plain row decoder.
 #include "kernels/cpu/quant_matrix.h"
 
 #include <algorithm>
@@ -8,36 +9,120 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/dequant.h"
+#include "kernels/cpu/quant/isa_tables.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace jarvis::cpu {
 namespace {
 
+using quant::ActFormat;
+using quant::kTileRows;
+using quant::kTileTokens;
+
 constexpr size_t kAlign = 64;
+constexpr int kFormats = static_cast<int>(ActFormat::kCount);
 
-float dot(const float* a, const float* b, int64_t n) {
-  float s = 0.0f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-float apply(GateActivation act, float g) {
-  if (act == GateActivation::kSilu) return g / (1.0f + std::exp(-g));
-  const float c = 0.7978845608028654f;  // sqrt(2 / pi)
-  return 0.5f * g * (1.0f + std::tanh(c * (g + 0.044715f * g * g * g)));
-}
-
-// out[t, r - lo] for rows [lo, hi): y = x W^T over a row range, one dequantized row at a time.
-template <typename Store>
-void rows_product(const float* x, int64_t n, const QuantMatrix& w, int64_t lo, int64_t hi, Store store) {
-  std::vector<float> row(static_cast<size_t>(w.cols()));
-  for (int64_t r = lo; r < hi; ++r) {
-    w.dequantize_rows(r, 1, row.data());
-    for (int64_t t = 0; t < n; ++t) store(t, r, dot(x + t * w.cols(), row.data(), w.cols()));
+// The active ISA's kernel for `type`, or the scalar one where that ISA has none yet.
+quant::TileFn tile_for(GgmlType type) {
+  const int i = static_cast<int>(type);
+  quant::TileFn f = quant::isa_kernels(active_isa()).tile[i];
+  if (f == nullptr) f = quant::isa_kernels(Isa::kScalar).tile[i];
+  if (f == nullptr) {
+    const GgmlTypeTraits* t = ggml_type_traits(static_cast<uint32_t>(type));
+    throw std::invalid_argument(std::string("qmatmul: no kernel for weight type ") + (t ? t->name : "?"));
   }
+  return f;
+}
+
+quant::QuantizeFn quantizer_for(ActFormat f) {
+  const int i = static_cast<int>(f);
+  quant::QuantizeFn q = quant::isa_kernels(active_isa()).quantize[i];
+  if (q == nullptr) q = quant::isa_kernels(Isa::kScalar).quantize[i];
+  if (q == nullptr) throw std::invalid_argument("qmatmul: no quantizer for the activation format");
+  return q;
+}
+
+// Input rows in one activation format: `stride` bytes apart.
+struct Activations {
+  const uint8_t* data = nullptr;
+  size_t stride = 0;
+};
+
+// The input rows as `f` wants them: the float rows themselves, or quantized into this calling
+// thread's scratch (the workers read it only during the pass the caller waits for).
+Activations prepare(const float* x, int64_t n, int64_t cols, ActFormat f) {
+  if (f == ActFormat::kF32) return {reinterpret_cast<const uint8_t*>(x), static_cast<size_t>(cols) * sizeof(float)};
+  thread_local std::vector<uint8_t> scratch[kFormats];
+  const size_t stride = quant::act_row_bytes(f, cols);
+  std::vector<uint8_t>& buf = scratch[static_cast<int>(f)];
+  if (buf.size() < stride * static_cast<size_t>(n)) buf.resize(stride * static_cast<size_t>(n));
+  const quant::QuantizeFn q = quantizer_for(f);
+  for (int64_t t = 0; t < n; ++t) q(x + t * cols, buf.data() + t * stride, cols);
+  return {buf.data(), stride};
+}
+
+// One matrix's share of a pass, ready for the threads.
+struct Job {
+  const QuantMatrix* w;
+  quant::TileFn tile;
+  Activations act;
+  size_t row_bytes;
+};
+
+Job make_job(const QuantMatrix& w, const Activations* acts) {
+  return {&w, tile_for(w.type()), acts[static_cast<int>(quant::act_format(w.type()))],
+          QuantMatrix::row_bytes(w.type(), w.cols())};
+}
+
+void check(const QuantMatrix& w, const char* what) {
+  if (w.empty()) throw std::invalid_argument(std::string(what) + ": empty weight matrix");
+}
+
+// Quantizes x once for every format the matrices need.
+void prepare_all(const float* x, int64_t n, int64_t cols, const QuantMatrix* const* ws, int count,
+                 Activations* acts) {
+  bool done[kFormats] = {};
+  for (int i = 0; i < count; ++i) {
+    const int f = static_cast<int>(quant::act_format(ws[i]->type()));
+    if (!done[f]) acts[f] = prepare(x, n, cols, static_cast<ActFormat>(f));
+    done[f] = true;
+  }
+}
+
+// Weights stream from DRAM once per token; asking for the tile after next while this one is
+// multiplied keeps more lines in flight than the hardware prefetcher does across the short rows.
+constexpr int kPrefetchTiles = 4;
+void prefetch_ahead(const uint8_t* p, size_t bytes, const uint8_t* end) {
+  for (size_t o = 0; o < bytes && p + o < end; o += 64) __builtin_prefetch(p + o, 0, 0);
+}
+
+// y[t, r] (+)= x_t . W_r for rows [lo, hi) of j.w, all n input rows; the weight tile stays in L1
+// while every input row passes over it.
+void product_rows(const Job& j, int64_t n, int64_t lo, int64_t hi, float* y, int64_t ldy, bool accumulate) {
+  const int64_t cols = j.w->cols();
+  const uint8_t* end = j.w->data() + static_cast<size_t>(hi) * j.row_bytes;
+  for (int64_t r0 = lo; r0 < hi; r0 += kTileRows) {
+    const int nr = static_cast<int>(std::min<int64_t>(kTileRows, hi - r0));
+    const uint8_t* wr = j.w->data() + static_cast<size_t>(r0) * j.row_bytes;
+    prefetch_ahead(wr + kPrefetchTiles * kTileRows * j.row_bytes, kTileRows * j.row_bytes, end);
+    for (int64_t t0 = 0; t0 < n; t0 += kTileTokens) {
+      const int nt = static_cast<int>(std::min<int64_t>(kTileTokens, n - t0));
+      j.tile(wr, j.row_bytes, nr, j.act.data + static_cast<size_t>(t0) * j.act.stride, j.act.stride, nt, cols,
+             y + t0 * ldy + r0, ldy, accumulate);
+    }
+  }
+}
+
+quant::GateFn gate_for(GateActivation act) {
+  const int i = static_cast<int>(act == GateActivation::kSilu ? quant::GateKind::kSilu : quant::GateKind::kGeluTanh);
+  quant::GateFn f = quant::isa_kernels(active_isa()).gate[i];
+  return f != nullptr ? f : quant::isa_kernels(Isa::kScalar).gate[i];
 }
 
 }  // namespace
@@ -59,7 +144,11 @@ QuantMatrix QuantMatrix::from_blocks(GgmlType type, const void* data, int64_t ro
                                      const char** error) {
   const size_t rb = row_bytes(type, cols);
   if (!supported(type) || rb == 0 || rows <= 0) {
-    if (error) *error = !supported(type) ? "unsupported type" : "cols is not a whole number of blocks";
+    if (error) {
+      *error = !supported(type) ? "unsupported type"
+               : rb == 0        ? "cols is not a whole number of blocks"
+                                : "no rows";
+    }
     return {};
   }
   QuantMatrix m;
@@ -85,38 +174,88 @@ void QuantMatrix::dequantize_rows(int64_t r0, int64_t n, float* out) const {
 }
 
 void qmatmul(const float* x, int64_t n, const QuantMatrix& w, float* y, ThreadPool& pool, bool accumulate) {
-  const int64_t ld = w.rows();
-  pool.parallel_for(0, w.rows(), [&](int64_t lo, int64_t hi) {
-    rows_product(x, n, w, lo, hi, [&](int64_t t, int64_t r, float v) {
-      y[t * ld + r] = accumulate ? y[t * ld + r] + v : v;
-    });
-  });
+  check(w, "qmatmul");
+  if (n <= 0) return;
+  Activations acts[kFormats];
+  const QuantMatrix* ws[] = {&w};
+  prepare_all(x, n, w.cols(), ws, 1, acts);
+  const Job job = make_job(w, acts);
+  pool.parallel_for(
+      0, w.rows(), [&](int64_t lo, int64_t hi) { product_rows(job, n, lo, hi, y, w.rows(), accumulate); },
+      kTileRows);
 }
 
 void qmatmul_multi(const float* x, int64_t n, const QMatmulTarget* targets, int n_targets, ThreadPool& pool) {
+  if (n <= 0 || n_targets <= 0) return;
+  std::vector<const QuantMatrix*> ws(static_cast<size_t>(n_targets));
   int64_t total = 0;
-  for (int i = 0; i < n_targets; ++i) total += targets[i].w->rows();
-  pool.parallel_for(0, total, [&](int64_t lo, int64_t hi) {
-    int64_t base = 0;
-    for (int i = 0; i < n_targets; ++i) {
-      const QuantMatrix& w = *targets[i].w;
-      const int64_t a = std::max(lo, base), b = std::min(hi, base + w.rows());
-      if (a < b) {
-        float* y = targets[i].y;
-        rows_product(x, n, w, a - base, b - base, [&](int64_t t, int64_t r, float v) { y[t * w.rows() + r] = v; });
-      }
-      base += w.rows();
-    }
-  });
+  for (int i = 0; i < n_targets; ++i) {
+    ws[i] = targets[i].w;
+    check(*ws[i], "qmatmul_multi");
+    if (ws[i]->cols() != ws[0]->cols()) throw std::invalid_argument("qmatmul_multi: matrices differ in cols");
+    total += ws[i]->rows();
+  }
+  Activations acts[kFormats];
+  prepare_all(x, n, ws[0]->cols(), ws.data(), n_targets, acts);
+  std::vector<Job> jobs;
+  for (int i = 0; i < n_targets; ++i) jobs.push_back(make_job(*ws[i], acts));
+  // The matrices' rows are one index space, so the threads split their sum evenly.
+  pool.parallel_for(
+      0, total,
+      [&](int64_t lo, int64_t hi) {
+        int64_t base = 0;
+        for (int i = 0; i < n_targets; ++i) {
+          const int64_t rows = ws[i]->rows();
+          const int64_t a = std::max(lo, base), b = std::min(hi, base + rows);
+          if (a < b) product_rows(jobs[i], n, a - base, b - base, targets[i].y, rows, false);
+          base += rows;
+        }
+      },
+      kTileRows);
 }
 
 void qmatmul_gated(const float* x, int64_t n, const QuantMatrix& gate, const QuantMatrix& up,
                    GateActivation act, float* y, ThreadPool& pool) {
+  check(gate, "qmatmul_gated");
+  check(up, "qmatmul_gated");
+  if (gate.rows() != up.rows() || gate.cols() != up.cols()) {
+    throw std::invalid_argument("qmatmul_gated: gate and up differ in shape");
+  }
+  if (n <= 0) return;
+  Activations acts[kFormats];
+  const QuantMatrix* ws[] = {&gate, &up};
+  prepare_all(x, n, gate.cols(), ws, 2, acts);
+  const Job jg = make_job(gate, acts), ju = make_job(up, acts);
+  const quant::GateFn epilogue = gate_for(act);
   const int64_t ld = gate.rows();
-  pool.parallel_for(0, gate.rows(), [&](int64_t lo, int64_t hi) {
-    rows_product(x, n, gate, lo, hi, [&](int64_t t, int64_t r, float v) { y[t * ld + r] = apply(act, v); });
-    rows_product(x, n, up, lo, hi, [&](int64_t t, int64_t r, float v) { y[t * ld + r] *= v; });
-  });
+  pool.parallel_for(
+      0, ld,
+      [&](int64_t lo, int64_t hi) {
+        // Per tile: gate and up into tile-sized buffers, act(gate) * up over both while in L1,
+        // then the tile's rows into y.
+        constexpr int kTile = kTileTokens * kTileRows;
+        float g[kTile] = {}, u[kTile] = {};
+        const uint8_t* g_end = gate.data() + static_cast<size_t>(hi) * jg.row_bytes;
+        const uint8_t* u_end = up.data() + static_cast<size_t>(hi) * ju.row_bytes;
+        for (int64_t r0 = lo; r0 < hi; r0 += kTileRows) {
+          const int nr = static_cast<int>(std::min<int64_t>(kTileRows, hi - r0));
+          const size_t ahead = static_cast<size_t>(r0 + kPrefetchTiles * kTileRows);
+          prefetch_ahead(gate.data() + ahead * jg.row_bytes, kTileRows * jg.row_bytes, g_end);
+          prefetch_ahead(up.data() + ahead * ju.row_bytes, kTileRows * ju.row_bytes, u_end);
+          for (int64_t t0 = 0; t0 < n; t0 += kTileTokens) {
+            const int nt = static_cast<int>(std::min<int64_t>(kTileTokens, n - t0));
+            jg.tile(gate.data() + static_cast<size_t>(r0) * jg.row_bytes, jg.row_bytes, nr,
+                    jg.act.data + static_cast<size_t>(t0) * jg.act.stride, jg.act.stride, nt, gate.cols(), g,
+                    kTileRows, false);
+            ju.tile(up.data() + static_cast<size_t>(r0) * ju.row_bytes, ju.row_bytes, nr,
+                    ju.act.data + static_cast<size_t>(t0) * ju.act.stride, ju.act.stride, nt, up.cols(), u,
+                    kTileRows, false);
+            epilogue(g, u, g, nt * kTileRows);  // rows past nr hold stale values: computed, not stored
+            for (int t = 0; t < nt; ++t) std::memcpy(y + (t0 + t) * ld + r0, g + t * kTileRows, nr * sizeof(float));
+          }
+        }
+      },
+      kTileRows);
 }
 
 }  // namespace jarvis::cpu

@@ -19,7 +19,8 @@ namespace jarvis::cpu::quant {
 enum class ActFormat { kF32, kQ8_0, kQ8_1, kQ8_K, kCount };
 
 // Every path quantizes the same way, so all ISAs produce identical bytes and differ only in the
-// order of float additions: over a block, amax = max |x|, d = amax / 127, id = d ? 1 / d : 0,
+// order of float additions: over a block, amax = max |x|, d = amax / 127, and d = 0 when that is
+// below FLT_MIN (a subnormal d would make 1 / d overflow), id = d ? 1 / d : 0,
 // q = nearbyint(x * id) (round to nearest even).
 struct BlockQ8_0 {
   float d;
@@ -51,9 +52,16 @@ using TileFn = void (*)(const uint8_t* w, size_t w_stride, int nr, const uint8_t
                         int64_t cols, float* y, int64_t ldy, bool accumulate);
 using QuantizeFn = void (*)(const float* x, void* out, int64_t cols);
 
+// out[i] = act(gate[i]) * up[i] for i < n (the gated feed-forward's epilogue; out may alias gate).
+// Both activations are g / (1 + exp(-a)): a = g for SiLU, a = 2 sqrt(2/pi) (g + 0.044715 g^3)
+// for GELU-tanh (0.5 (1 + tanh z) = 1 / (1 + exp(-2 z))).
+using GateFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
+enum class GateKind { kSilu, kGeluTanh, kCount };
+
 struct IsaKernels {
   TileFn tile[64] = {};                                           // indexed by GgmlType's number
   QuantizeFn quantize[static_cast<int>(ActFormat::kCount)] = {};  // indexed by ActFormat
+  GateFn gate[static_cast<int>(GateKind::kCount)] = {};           // indexed by GateKind (q32 fills it)
 };
 
 // Family registrations, one per (family, ISA) file. q32: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,

@@ -73,6 +73,38 @@ def test_smollm2_matches_reference(smollm, tmp_path, opts):
         print(f"SmolLM2 {opts} seq {s}: max|diff| {diff:.3g} (tol {tol:.3g}), near-ties {ties}")
 
 
+# Native weights (the default), against the same float64 reference. With the interim
+# dequantize-and-dot kernel this path equals --weights f32 (max|diff| 1.7e-4 here). The integer
+# kernels quantize each activation block of 32 to 8 bits (Q8_0 / Q8_1, as llama.cpp does), and on
+# SmolLM2, whose hidden states carry a few channels of ~1e2-1e3, that moves logits measurably:
+# measured with kern's kernels (every ISA alike) max|diff| 1.63 (4.4% of max|logit| 36.6), mean
+# 0.19 (0.5%), argmax agreeing at 60 of 64 positions. This test is a structural check of the model
+# over the native products (a wrong matrix, a lost residual or activation moves logits by several
+# units everywhere and breaks most argmaxes); the quantization-aware NumPy reference (acc's)
+# checks the kernels tightly. Bounds: about twice the measured figures.
+NATIVE_MAX_REL = 0.1    # max|diff| / max|logit|
+NATIVE_MEAN_REL = 0.01  # mean|diff| / max|logit|
+NATIVE_ARGMAX = 0.85    # fraction of positions whose argmax agrees
+
+
+@pytest.mark.parametrize("opts", [dict(threads=2), dict(threads=2, chunk=13, decode=10, seqs=2)],
+                         ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_smollm2_native_weights_near_reference(smollm, tmp_path, opts):
+    tokens, ref, _ = smollm
+    out, _ = run_logits(SMOLLM, tokens, tmp_path, weights="native", **opts)
+    ours = load_f32(out, opts.get("seqs", 1), len(tokens))
+    scale = np.abs(ref).max()
+    for s in range(ours.shape[0]):
+        assert np.all(np.isfinite(ours[s]))
+        diff = np.abs(ours[s] - ref)
+        agree = (ours[s].argmax(1) == ref.argmax(1)).mean()
+        print(f"SmolLM2 native {opts} seq {s}: max|diff| {diff.max():.3g}, mean {diff.mean():.3g}, "
+              f"argmax agreement {agree:.3f}")
+        assert diff.max() <= NATIVE_MAX_REL * scale
+        assert diff.mean() <= NATIVE_MEAN_REL * scale
+        assert agree >= NATIVE_ARGMAX
+
+
 def test_smollm2_two_shards_match_reference(smollm, tmp_path):
     tokens, ref, _ = smollm
     split = run_split(SMOLLM, tokens, [0, 12, 30], tmp_path, threads=2, chunk=20, decode=4, **F32)
@@ -122,7 +154,13 @@ def test_smollm2_shard_memory_is_its_share(smollm, tmp_path, weights):
     slack_kb = 48 * 1024
     for rep in (full, mid):
         assert rep["rss_kb"] < rep["weights_bytes"] // 1024 + slack_kb, rep
-    assert mid["hwm_kb"] < full["hwm_kb"] / 10
+    if weights == "f32":
+        assert mid["hwm_kb"] < full["hwm_kb"] / 10
+    else:
+        # Natively one layer is 2 MB, below the process's own baseline; what must hold is that
+        # the shard's peak beyond its weights is no more than the whole model's.
+        overhead = {k: r["hwm_kb"] - r["weights_bytes"] // 1024 for k, r in (("full", full), ("mid", mid))}
+        assert overhead["mid"] <= overhead["full"], overhead
 
 
 # ---- The default path: quantized activations -------------------------------------------------

@@ -72,7 +72,15 @@ def status_kb(pid, key):
     raise AssertionError(f"no {key} for {pid}")
 
 
-@requires_server
+def with_marks(marks):
+    def apply(f):
+        for m in marks:
+            f = m(f)
+        return f
+    return apply
+
+
+@with_marks(requires_server)
 def test_three_ranks_each_hold_their_share():
     t = tensor_bytes()
     shares = [share_bytes(t, range(0, 10), True, True), share_bytes(t, range(10, 20), False, False),

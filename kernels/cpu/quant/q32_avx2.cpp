@@ -16,8 +16,9 @@
 namespace jarvis::cpu::quant {
 namespace {
 
-// 16 ymm registers: 4 weight rows x 2 activation rows of float accumulators leaves room for the
-// operands; 4 x 4 would spill.
+// Float tiles keep one accumulator per (weight row, activation row): with 16 ymm registers
+// 4 x 2 leaves room for the operands, 4 x 4 would spill. (Block tiles fold four activation rows
+// into one accumulator per weight row and take 4 everywhere.)
 constexpr int kIsaTileTokens = 2;
 
 inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {

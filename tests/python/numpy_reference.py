@@ -12,6 +12,8 @@ import numpy as np
 import gguf
 from gguf.quants import dequantize
 
+from activation_quant import quantize_dequantize
+
 
 def _field(reader, key, default=None):
     f = reader.fields.get(key)
@@ -79,9 +81,12 @@ def inv_freq(cfg):
 
 
 class Reference:
-    def __init__(self, path, dtype=np.float64, reader=None):
+    def __init__(self, path, dtype=np.float64, reader=None, quantize_activations=False):
+        reader = reader or gguf.GGUFReader(path)
         self.cfg, t = read_gguf(path, reader)
         self.dt = dtype
+        self.quantize_activations = quantize_activations
+        self.types = {ti.name: ti.tensor_type for ti in reader.tensors}
         c = self.cfg
         self.gemma = c["arch"] == "gemma"
         self.t = {k: v.astype(dtype) for k, v in t.items()}
@@ -93,6 +98,12 @@ class Reference:
         self.inv_freq = inv_freq(c)
         if "rope_freqs.weight" in t:  # llama.cpp's form of Llama 3.1 scaling: per-pair divisors
             self.inv_freq = self.inv_freq / t["rope_freqs.weight"].astype(np.float64)
+
+    def _matmul(self, x, name):
+        """x @ W.T for the weight `name`, on 8-bit-quantized x where the engine quantizes it."""
+        if self.quantize_activations:
+            x = quantize_dequantize(x, self.types[name]).astype(self.dt)
+        return x @ self.t[name].T
 
     def _norm(self, x, w):
         if self.gemma:  # HF GemmaRMSNorm scales by (1 + w_hf); llama.cpp's converter stores w_hf + 1
@@ -122,7 +133,7 @@ class Reference:
         H, KV, D = c["n_heads"], c["n_kv_heads"], c["head_dim"]
         p = f"blk.{l}."
         h = self._norm(x, t[p + "attn_norm.weight"])
-        q, k, v = (h @ t[p + n + ".weight"].T for n in ("attn_q", "attn_k", "attn_v"))
+        q, k, v = (self._matmul(h, p + n + ".weight") for n in ("attn_q", "attn_k", "attn_v"))
         if p + "attn_q.bias" in t:
             q, k, v = q + t[p + "attn_q.bias"], k + t[p + "attn_k.bias"], v + t[p + "attn_v.bias"]
         pos = np.arange(T)
@@ -136,18 +147,24 @@ class Reference:
         s = np.exp(s - s.max(axis=-1, keepdims=True))
         s = s / s.sum(axis=-1, keepdims=True)
         o = np.einsum("hts,shd->thd", s, v).reshape(T, H * D)
-        x = x + o @ t[p + "attn_output.weight"].T
+        x = x + self._matmul(o, p + "attn_output.weight")
         h = self._norm(x, t[p + "ffn_norm.weight"])
-        g, u = h @ t[p + "ffn_gate.weight"].T, h @ t[p + "ffn_up.weight"].T
+        g, u = self._matmul(h, p + "ffn_gate.weight"), self._matmul(h, p + "ffn_up.weight")
         if self.gemma:  # gelu_pytorch_tanh
             a = 0.5 * g * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g ** 3)))
         else:  # silu
             a = g / (1 + np.exp(-g))
-        return x + (a * u) @ t[p + "ffn_down.weight"].T
+        return x + self._matmul(a * u, p + "ffn_down.weight")
+
+    def head_name(self):
+        return "output.weight" if "output.weight" in self.t else "token_embd.weight"  # tied
+
+    def head_input(self, x):
+        """What the lm_head multiplies: the final norm of the last layer's output."""
+        return self._norm(x, self.t["output_norm.weight"])
 
     def logits(self, x):
-        head = self.t.get("output.weight", self.t["token_embd.weight"])
-        return self._norm(x, self.t["output_norm.weight"]) @ head.T
+        return self._matmul(self.head_input(x), self.head_name())
 
     def forward(self, tokens):
         x = self.embed(tokens)

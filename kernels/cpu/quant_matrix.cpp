@@ -250,7 +250,10 @@ void qmatmul_gated(const float* x, int64_t n, const QuantMatrix& gate, const Qua
             ju.tile(up.data() + static_cast<size_t>(r0) * ju.row_bytes, ju.row_bytes, nr,
                     ju.act.data + static_cast<size_t>(t0) * ju.act.stride, ju.act.stride, nt, up.cols(), u,
                     kTileRows, false);
-            epilogue(g, u, g, nt * kTileRows);  // rows past nr hold stale values: computed, not stored
+            // Always the whole tile, so every element takes the same (vector) path whatever nt and
+            // nr are: a row's result must not depend on its batch. Entries past nr / nt hold stale
+            // finite values: computed, never stored.
+            epilogue(g, u, g, kTile);
             for (int t = 0; t < nt; ++t) std::memcpy(y + (t0 + t) * ld + r0, g + t * kTileRows, nr * sizeof(float));
           }
         }

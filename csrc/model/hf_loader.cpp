@@ -87,6 +87,15 @@ class TensorStore : public WeightSource {
   }
 
   bool has(const std::string& name) const override { return where_.count(name) != 0; }
+
+  // What the loader holds for `name` natively: a matrix as stored, a vector as float32; 0 when
+  // the checkpoint lacks it.
+  int64_t held_bytes(const std::string& name) const {
+    auto it = where_.find(name);
+    if (it == where_.end()) return 0;
+    const SafetensorsTensor& t = *files_[it->second].find(name);
+    return t.shape.size() >= 2 ? static_cast<int64_t>(t.nbytes) : t.num_elements() * int64_t{4};
+  }
   void expect_matrix(const std::string& name, int64_t rows, int64_t cols) const override { expect(name, {rows, cols}); }
   void expect_vector(const std::string& name, int64_t n) const override { expect(name, {n}); }
 
@@ -166,7 +175,28 @@ const TensorNaming& hf_naming() {
   return kNaming;
 }
 
+NativeWeightBytes native_weight_bytes(const ModelConfig& c, const TensorStore& s) {
+  const TensorNaming& names = hf_naming();
+  NativeWeightBytes b;
+  for (int l = 0; l < c.n_layers; ++l) {
+    int64_t layer = 0;
+    for (size_t i = 0; i < static_cast<size_t>(LayerTensor::kCount); ++i) {
+      layer += s.held_bytes(names.layer(l, static_cast<LayerTensor>(i)));
+    }
+    b.layer.push_back(layer);
+  }
+  b.embedding = s.held_bytes(names.embedding);
+  b.head = s.held_bytes(names.output_norm) + (c.tied_embeddings ? 0 : s.held_bytes(names.lm_head));
+  return b;
+}
+
 }  // namespace
+
+ModelConfig read_hf_model_config(const std::string& dir) {
+  ModelConfig c = read_hf_config(dir);
+  c.native_bytes = native_weight_bytes(c, TensorStore(dir, WeightFormat::kNative));
+  return c;
+}
 
 bool is_hf_model_dir(const std::string& path) {
   std::error_code ec;
@@ -177,6 +207,7 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir, const ShardSpec& re
   ModelConfig c = read_hf_config(dir);
   const ShardSpec shard = resolve_shard(requested, c.n_layers, dir);
   const TensorStore s(dir, options.weights);
+  c.native_bytes = native_weight_bytes(c, s);
   // Gemma's RMSNorm multiplies by (1 + w); folding the 1 in lets every architecture share one norm.
   const float norm_offset = c.arch == Arch::kGemma ? 1.0f : 0.0f;
   ModelWeights w = assemble_weights(c, shard, hf_naming(), s, norm_offset);

@@ -11,6 +11,10 @@
 
 namespace jarvis {
 
+// read_hf_config plus the bytes each layer, the embedding and the head hold natively
+// (ModelConfig::native_bytes), from the safetensors headers; no weight is read.
+ModelConfig read_hf_model_config(const std::string& dir);
+
 // True when `path` is a directory holding config.json.
 bool is_hf_model_dir(const std::string& path);
 

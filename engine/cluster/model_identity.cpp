@@ -79,7 +79,7 @@ bool is_directory(const std::string& path) {
 }  // namespace
 
 ModelConfig read_model_config(const std::string& path) {
-  if (is_hf_model_dir(path)) return read_hf_config(path);
+  if (is_hf_model_dir(path)) return read_hf_model_config(path);
   if (is_directory(path)) {
     throw ModelFileError(path, "a directory without config.json: neither a GGUF file nor a Hugging Face model");
   }

@@ -388,3 +388,49 @@ def test_index_names_missing_tensor(tmp_path):
 def test_no_weights(tmp_path, good):
     (good / "model.safetensors").unlink()
     expect_failure(tmp_path, good, "no *.safetensors")
+
+
+def stored_bytes(name, x, layout):
+    """Bytes the loader holds for a tensor natively: a matrix as stored (F16/BF16 2, F32 4 bytes an
+    element, per write_checkpoint's layout), a vector as float32."""
+    if x.ndim < 2:
+        return 4 * x.size
+    half = layout == "bf16" or (layout == "sharded" and ".mlp." in name)
+    return (2 if half else 4) * x.size
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_plan_counts_the_bytes_held(tmp_path, arch):
+    """jarvis-plan reads the safetensors headers only; natively F16/BF16 count 2 bytes an element."""
+    make_cfg, layout = MODELS[arch]
+    cfg = make_cfg()
+    d = tmp_path / arch
+    w = write_checkpoint(d, cfg, seed=len(arch), layout=layout)
+    for weights in ("native", "f32"):
+        r = subprocess.run([str(BIN / "jarvis-plan"), "--model", str(d), "--ranks", "2", "--json", "--weights", weights],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        for rank in json.loads(r.stdout)["ranks"]:
+            layers = range(rank["first_layer"], rank["end_layer"])
+            want = 0
+            for name, x in w.items():
+                held = stored_bytes(name, x, layout) if weights == "native" else 4 * x.size
+                in_layer = name.startswith("model.layers.") and int(name.split(".")[2]) in layers
+                ends = (name == "model.embed_tokens.weight" and (rank["embedding"] or
+                                                                 (rank["head"] and cfg["tie_word_embeddings"])))
+                ends = ends or (rank["head"] and name in ("model.norm.weight", "lm_head.weight"))
+                want += held if in_layer or ends else 0
+            assert rank["weight_bytes"] == want, (weights, rank)
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_native_weights_match_reference(tmp_path, arch):
+    """F16/BF16/F32 held as stored: the kernels multiply float activations by them (no 8-bit
+    activation step for these types), so the float tolerance holds."""
+    make_cfg, layout = MODELS[arch]
+    cfg = make_cfg()
+    d = tmp_path / arch
+    w = write_checkpoint(d, cfg, seed=len(arch), layout=layout)
+    run_logits(d, tmp_path, "--weights", "native")
+    got = np.fromfile(tmp_path / "logits.f32", dtype=np.float32).reshape(len(TOKENS), cfg["vocab_size"])
+    assert_close(got, reference_forward(cfg, w, TOKENS))

@@ -81,8 +81,10 @@ class Server:
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
             if self.proc.poll() is not None:
+                tail = self.log_tail()
+                self.__exit__(None, None, None)
                 raise RuntimeError(f"server exited with {self.proc.returncode} before answering: "
-                                   f"{' '.join(map(str, self.cmd))}\n{self.log_tail()}")
+                                   f"{' '.join(map(str, self.cmd))}\n{tail}")
             try:
                 with urllib.request.urlopen(self.base_url + "/models", timeout=2) as r:
                     if r.status == 200:

@@ -161,7 +161,11 @@ def bench_server(args, base_url, work, name):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if r.returncode not in (0, 1) or not os.path.exists(json_path):
         raise RuntimeError(f"jarvis-bench against {name}: exit {r.returncode}\n{r.stdout}{r.stderr}")
-    res = json.load(open(json_path))
+    with open(json_path) as f:
+        res = json.load(f)
+    if res["failed"]:
+        print(f"warning: {res['failed']} of {res['requests']} requests to {name} failed: "
+              f"{res.get('errors', [])[:3]}", file=sys.stderr)
     ok = [q for q in res["per_request"] if q["ok"]]
     return {
         "output_tps": res["output_throughput"], "completed": res["completed"], "failed": res["failed"],

@@ -50,6 +50,7 @@ BenchSummary summarize_run(const std::vector<RequestResult>& results, double dur
   s.duration_s = duration_s;
   std::vector<double> ttft, tpot, itl, e2e;
   for (const RequestResult& r : results) {
+    if (r.resent) ++s.resent;
     if (!r.ok) {
       ++s.failed;
       if (s.first_errors.size() < 5) s.first_errors.push_back(r.error);
@@ -88,6 +89,7 @@ std::string format_table(const BenchSummary& s, const RunDescription& d) {
   line("Input / output length:", d.input + " / " + d.output);
   line("Successful requests:", std::to_string(s.completed) + " of " + std::to_string(s.requests));
   line("Failed requests:", std::to_string(s.failed));
+  if (s.resent > 0) line("Resent (connection closed):", std::to_string(s.resent));
   line("Benchmark duration (s):", fmt("%.2f", s.duration_s));
   line("Total input tokens:", std::to_string(s.prompt_tokens));
   line("Total generated tokens:", std::to_string(s.output_tokens));
@@ -122,7 +124,7 @@ nlohmann::json to_json(const BenchSummary& s, const RunDescription& d,
                            {"itl_ms", itl}, {"output_tokens", r.output_tokens},
                            {"prompt_tokens", r.prompt_tokens},
                            {"usage_reported", r.usage_reported},
-                           {"finish_reason", r.finish_reason}});
+                           {"finish_reason", r.finish_reason}, {"resent", r.resent}});
   }
   return {
       {"config",
@@ -132,6 +134,7 @@ nlohmann::json to_json(const BenchSummary& s, const RunDescription& d,
       {"requests", s.requests},
       {"completed", s.completed},
       {"failed", s.failed},
+      {"resent", s.resent},
       {"duration_s", s.duration_s},
       {"total_input_tokens", s.prompt_tokens},
       {"total_output_tokens", s.output_tokens},

@@ -24,6 +24,7 @@ struct BenchSummary {
   int requests = 0;
   int completed = 0;
   int failed = 0;
+  int resent = 0;                 // sent again after the server closed a kept-alive connection
   double duration_s = 0;          // first send to last completion
   long long prompt_tokens = 0;    // server-reported (0 when the server does not report usage)
   long long output_tokens = 0;

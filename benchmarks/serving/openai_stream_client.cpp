@@ -60,41 +60,52 @@ bool token_chunk(const nlohmann::json& choice, bool chat, std::string* text) {
 }  // namespace
 
 std::vector<std::string> SseParser::feed(const char* data, size_t size) {
-  buffer_.append(data, size);
   std::vector<std::string> out;
-  for (;;) {
-    size_t end = buffer_.find("\n\n");
-    size_t sep = 2;
-    const size_t crlf = buffer_.find("\r\n\r\n");
-    if (crlf != std::string::npos && (end == std::string::npos || crlf < end)) {
-      end = crlf;
-      sep = 4;
+  for (size_t i = 0; i < size; ++i) {
+    const char c = data[i];
+    if (after_cr_) {
+      after_cr_ = false;
+      if (c == '\n') continue;  // CRLF: the line ended at the CR
     }
-    if (end == std::string::npos) break;
-    const std::string event = buffer_.substr(0, end);
-    buffer_.erase(0, end + sep);
-    // An event's data is its `data:` lines joined by newlines; comments (":") and other fields
-    // (event:, id:, retry:) carry nothing we time.
-    std::string payload;
-    bool has_data = false;
-    size_t pos = 0;
-    while (pos <= event.size()) {
-      size_t nl = event.find('\n', pos);
-      if (nl == std::string::npos) nl = event.size();
-      std::string line = event.substr(pos, nl - pos);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.rfind("data:", 0) == 0) {
-        std::string value = line.substr(5);
-        if (!value.empty() && value[0] == ' ') value.erase(0, 1);
-        if (has_data) payload += '\n';
-        payload += value;
-        has_data = true;
-      }
-      pos = nl + 1;
+    if (c == '\r' || c == '\n') {
+      after_cr_ = c == '\r';
+      take_line(std::move(line_), &out);
+      line_.clear();
+    } else {
+      line_ += c;
     }
-    if (has_data) out.push_back(std::move(payload));
   }
   return out;
+}
+
+std::vector<std::string> SseParser::finish() {
+  std::vector<std::string> out;
+  if (!line_.empty()) take_line(std::move(line_), &out);
+  take_line(std::string(), &out);  // the blank line the stream lacked, if it did
+  *this = SseParser();
+  return out;
+}
+
+void SseParser::take_line(std::string line, std::vector<std::string>* out) {
+  if (first_line_) {
+    first_line_ = false;
+    static const std::string kBom = "\xEF\xBB\xBF";
+    if (line.compare(0, kBom.size(), kBom) == 0) line.erase(0, kBom.size());
+  }
+  if (line.empty()) {  // dispatch
+    if (has_data_) out->push_back(std::move(data_));
+    data_.clear();
+    has_data_ = false;
+    return;
+  }
+  if (line[0] == ':') return;  // comment (llama.cpp's server pings with one)
+  const size_t colon = line.find(':');
+  if (line.compare(0, colon, "data") != 0) return;  // event:, id:, retry: carry nothing we time
+  std::string value = colon == std::string::npos ? std::string() : line.substr(colon + 1);
+  if (!value.empty() && value[0] == ' ') value.erase(0, 1);
+  if (has_data_) data_ += '\n';
+  data_ += value;
+  has_data_ = true;
 }
 
 struct OpenAiStreamClient::Impl {
@@ -110,6 +121,18 @@ struct OpenAiStreamClient::Impl {
     http.set_tcp_nodelay(true);
     if (!c.api_key.empty()) http.set_bearer_token_auth(c.api_key.c_str());
   }
+
+  // One try of a request on the current connection (a new one when httplib has none open).
+  struct Attempt {
+    RequestResult result;
+    int status = 0;  // HTTP status; 0 when no status line arrived
+    httplib::Error http_error = httplib::Error::Success;
+    bool nothing_received = false;  // failed before any byte of a response
+  };
+
+  bool chat() const { return config.endpoint == "chat"; }
+  std::string request_body(const std::string& prompt, int max_tokens) const;
+  Attempt attempt(const std::string& body, Clock::time_point run_start);
 
   EndpointConfig config;
   ParsedUrl url;
@@ -136,29 +159,30 @@ std::string OpenAiStreamClient::first_model_id() {
   return j["data"][0]["id"].get<std::string>();
 }
 
-RequestResult OpenAiStreamClient::send(const std::string& prompt, int max_tokens,
-                                       Clock::time_point run_start) {
-  const EndpointConfig& c = impl_->config;
-  const bool chat = c.endpoint == "chat";
-  nlohmann::json body = {{"model", c.model}, {"max_tokens", max_tokens}, {"stream", true},
-                         {"temperature", c.temperature}};
-  if (chat)
+std::string OpenAiStreamClient::Impl::request_body(const std::string& prompt, int max_tokens) const {
+  nlohmann::json body = {{"model", config.model}, {"max_tokens", max_tokens}, {"stream", true},
+                         {"temperature", config.temperature}};
+  if (chat())
     body["messages"] = nlohmann::json::array({{{"role", "user"}, {"content", prompt}}});
   else
     body["prompt"] = prompt;
-  if (c.ignore_eos) body["ignore_eos"] = true;
-  if (c.include_usage) body["stream_options"] = {{"include_usage", true}};
+  if (config.ignore_eos) body["ignore_eos"] = true;
+  if (config.include_usage) body["stream_options"] = {{"include_usage", true}};
+  return body.dump();
+}
 
+OpenAiStreamClient::Impl::Attempt OpenAiStreamClient::Impl::attempt(const std::string& body,
+                                                                    Clock::time_point run_start) {
   httplib::Request req;
   req.method = "POST";
-  req.path = impl_->url.prefix + (chat ? "/chat/completions" : "/completions");
+  req.path = url.prefix + (chat() ? "/chat/completions" : "/completions");
   req.headers = {{"Accept", "text/event-stream"}};
-  req.body = body.dump();
+  req.body = body;
   req.set_header("Content-Type", "application/json");
 
-  RequestResult r;
+  Attempt a;
+  RequestResult& r = a.result;
   SseParser parser;
-  int status = 0;
   int text_chunks = 0;  // chunks that stand for tokens (see token_chunk)
   bool done = false;
   std::string error_body;
@@ -166,78 +190,102 @@ RequestResult OpenAiStreamClient::send(const std::string& prompt, int max_tokens
   const Clock::time_point start = Clock::now();
   r.start_s = seconds_between(run_start, start);
 
-  req.response_handler = [&](const httplib::Response& res) {
-    status = res.status;
-    return true;
-  };
-  req.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
-    const Clock::time_point now = Clock::now();
-    if (status != 200) {
-      if (error_body.size() < 2000) error_body.append(data, size);
+  // Returns false (cancelling the request) on a payload that is not a chunk of a completion.
+  auto take_payload = [&](const std::string& payload, Clock::time_point now) {
+    if (payload == "[DONE]") {
+      done = true;
       return true;
     }
-    for (const std::string& payload : parser.feed(data, size)) {
-      if (payload == "[DONE]") {
-        done = true;
-        continue;
-      }
-      const auto j = nlohmann::json::parse(payload, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) {
-        r.error = "unparsable SSE data: " + payload.substr(0, 200);
-        return false;
-      }
-      if (j.contains("error")) {
-        r.error = "server error in stream: " + j["error"].dump().substr(0, 300);
-        return false;
-      }
-      if (j.contains("usage") && j["usage"].is_object()) {
-        const auto& u = j["usage"];
-        r.output_tokens = u.value("completion_tokens", 0);
-        r.prompt_tokens = u.value("prompt_tokens", 0);
-        r.usage_reported = true;
-      }
-      if (!j.contains("choices") || !j["choices"].is_array()) continue;
-      for (const auto& choice : j["choices"]) {
-        if (choice.contains("finish_reason") && choice["finish_reason"].is_string())
-          r.finish_reason = choice["finish_reason"].get<std::string>();
-        std::string text;
-        if (!token_chunk(choice, chat, &text)) continue;
-        if (text_chunks == 0)
-          r.ttft_s = seconds_between(start, now);
-        else
-          r.itl_s.push_back(seconds_between(last_chunk, now));
-        last_chunk = now;
-        ++text_chunks;
-        r.text += text;
-      }
+    const auto j = nlohmann::json::parse(payload, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      r.error = "unparsable SSE data: " + payload.substr(0, 200);
+      return false;
+    }
+    if (j.contains("error")) {
+      r.error = "server error in stream: " + j["error"].dump().substr(0, 300);
+      return false;
+    }
+    if (j.contains("usage") && j["usage"].is_object()) {
+      const auto& u = j["usage"];
+      r.output_tokens = u.value("completion_tokens", 0);
+      r.prompt_tokens = u.value("prompt_tokens", 0);
+      r.usage_reported = true;
+    }
+    if (!j.contains("choices") || !j["choices"].is_array()) return true;
+    for (const auto& choice : j["choices"]) {
+      if (choice.contains("finish_reason") && choice["finish_reason"].is_string())
+        r.finish_reason = choice["finish_reason"].get<std::string>();
+      std::string text;
+      if (!token_chunk(choice, chat(), &text)) continue;
+      if (text_chunks == 0)
+        r.ttft_s = seconds_between(start, now);
+      else
+        r.itl_s.push_back(seconds_between(last_chunk, now));
+      last_chunk = now;
+      ++text_chunks;
+      r.text += text;
     }
     return true;
   };
 
+  req.response_handler = [&](const httplib::Response& res) {
+    a.status = res.status;
+    return true;
+  };
+  req.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+    const Clock::time_point now = Clock::now();
+    if (a.status != 200) {
+      if (error_body.size() < 2000) error_body.append(data, size);
+      return true;
+    }
+    for (const std::string& payload : parser.feed(data, size))
+      if (!take_payload(payload, now)) return false;
+    return true;
+  };
+
   httplib::Response res;
-  httplib::Error err = httplib::Error::Success;
-  const bool sent = impl_->http.send(req, res, err);
-  r.e2e_s = seconds_between(start, Clock::now());
-  if (!r.error.empty()) return r;
+  const bool sent = http.send(req, res, a.http_error);
+  const Clock::time_point end = Clock::now();
+  r.e2e_s = seconds_between(start, end);
+  if (!r.error.empty()) return a;
   if (!sent) {
-    r.error = "HTTP " + httplib::to_string(err);
-    return r;
+    // No status line: the server answered nothing. Within the timeout, that is a closed or reset
+    // connection, not a slow server.
+    a.nothing_received = a.status == 0 && r.e2e_s < config.timeout_s &&
+                         (a.http_error == httplib::Error::Read || a.http_error == httplib::Error::Write);
+    r.error = "HTTP " + httplib::to_string(a.http_error);
+    return a;
   }
-  if (status != 200) {
-    r.error = "HTTP " + std::to_string(status) + ": " + error_body.substr(0, 300);
-    return r;
+  if (a.status != 200) {
+    r.error = "HTTP " + std::to_string(a.status) + ": " + error_body.substr(0, 300);
+    return a;
   }
+  for (const std::string& payload : parser.finish())
+    if (!take_payload(payload, end)) return a;
   if (!done) {
     r.error = "stream ended without [DONE]";
-    return r;
+    return a;
   }
   if (text_chunks == 0) {
     r.error = "no token in the stream";
-    return r;
+    return a;
   }
   if (!r.usage_reported) r.output_tokens = text_chunks;
   r.ok = true;
-  return r;
+  return a;
+}
+
+RequestResult OpenAiStreamClient::send(const std::string& prompt, int max_tokens,
+                                       Clock::time_point run_start) {
+  const std::string body = impl_->request_body(prompt, max_tokens);
+  const bool reused = impl_->http.is_socket_open() > 0;
+  Impl::Attempt a = impl_->attempt(body, run_start);
+  if (reused && a.nothing_received) {
+    // httplib closed the dead socket; this attempt connects anew.
+    a = impl_->attempt(body, run_start);
+    a.result.resent = true;
+  }
+  return std::move(a.result);
 }
 
 }  // namespace jarvis::bench

@@ -32,20 +32,41 @@ struct RequestResult {
   bool usage_reported = false;
   std::string text;         // generated text, concatenated
   std::string finish_reason;
+  // Sent again on a new connection: the kept-alive one had been closed by the server before
+  // any of the response arrived. The timings are those of the attempt the server answered.
+  bool resent = false;
 };
 
-// Turns a byte stream into SSE `data:` payloads; events end with a blank line (LF or CRLF).
+// Turns a byte stream into SSE `data:` payloads, following the event-stream rules of the HTML
+// Living Standard: lines end with LF, CRLF or a lone CR; a blank line ends an event; the event's
+// data is its `data` fields joined by newlines; comments (":") and other fields carry nothing.
 class SseParser {
  public:
   // Appends bytes; returns the payloads of the events completed by them, in order.
   std::vector<std::string> feed(const char* data, size_t size);
+  // At the end of the stream: the last event's payload when the server ended the stream without
+  // the blank line that should close it (the standard drops it; a benchmark should not), else
+  // nothing. The parser is empty afterwards.
+  std::vector<std::string> finish();
 
  private:
-  std::string buffer_;
+  void take_line(std::string line, std::vector<std::string>* out);
+
+  std::string line_;       // bytes of the line being read
+  bool after_cr_ = false;  // the last byte was a CR: an LF right after it ends no second line
+  bool first_line_ = true; // a byte-order mark may open the stream
+  std::string data_;       // data of the event being read
+  bool has_data_ = false;
 };
 
 // One per thread (keeps its connection alive between requests). Never throws for a failed
 // request: the result says ok = false and why.
+//
+// A server may close a kept-alive connection whenever it likes (RFC 9112, 9.6); llama.cpp's
+// server closes it after every streamed response without saying so. A request written into such
+// a connection gets a reset and no response: when that happens to a reused connection, the
+// request is sent once more on a new one. Nothing received means the server answered nothing,
+// but may not prove it did nothing; for a benchmark's generation requests that is harmless.
 class OpenAiStreamClient {
  public:
   explicit OpenAiStreamClient(const EndpointConfig& config);

@@ -9,10 +9,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeOpenAI:
-    def __init__(self, first_token_delay=0.05, token_delay=0.02, fail_every=0, model="fake-model"):
+    def __init__(self, first_token_delay=0.05, token_delay=0.02, fail_every=0, model="fake-model",
+                 close_after_stream=None, sse_line_end="\n"):
         self.first_token_delay = first_token_delay
         self.token_delay = token_delay
         self.fail_every = fail_every  # every k-th POST answers 503 (0: never)
+        # Seconds after a streamed response's last chunk at which the server drops the connection,
+        # having announced keep-alive (no "Connection: close"); None: keep it. llama.cpp's server
+        # (llama-cpp-python 0.3.36) does this after every stream, at once (0); a later close (e.g.
+        # 0.05) lets the client's next request arrive first, so it is lost deterministically.
+        self.close_after_stream = close_after_stream
+        self.connections = 0          # TCP connections accepted
+        self.sse_line_end = sse_line_end  # "\n", "\r\n" or "\r": the event-stream allows all three
         self.model = model
         self.bodies = []              # JSON bodies of the POSTs, in arrival order
         self.lock = threading.Lock()
@@ -28,6 +36,8 @@ class FakeOpenAI:
 
             def setup(self):
                 super().setup()
+                with fake.lock:
+                    fake.connections += 1
                 # One event per segment as soon as it is written; otherwise Nagle's algorithm holds
                 # a chunk until the client ACKs the previous one, and the scripted gaps blur.
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -62,7 +72,8 @@ class FakeOpenAI:
 
             def _event(self, obj):
                 data = obj if isinstance(obj, str) else json.dumps(obj)
-                chunk = f"data: {data}\n\n".encode()
+                eol = fake.sse_line_end
+                chunk = f"data: {data}{eol}{eol}".encode()
                 self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                 self.wfile.flush()
 
@@ -96,6 +107,11 @@ class FakeOpenAI:
                 self._event("[DONE]")
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
+                if fake.close_after_stream is not None:
+                    # Whatever the client sent meanwhile stays unread: closing then resets the
+                    # connection, as a server closing an idle keep-alive connection would.
+                    time.sleep(fake.close_after_stream)
+                    self.close_connection = True
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -157,6 +157,37 @@ def test_failed_requests_are_counted_not_timed(tmp_path):
     assert res["ttft_ms"]["count"] == 6
 
 
+@pytest.mark.parametrize("close_after", [0.0, 0.2])
+def test_server_that_closes_the_connection_after_each_stream(tmp_path, close_after):
+    # llama.cpp's server (llama-cpp-python 0.3.36) closes the connection after every streamed
+    # response while announcing keep-alive; a request written into it meanwhile is reset unread
+    # ("HTTP Read"). At 0.2 s every reuse loses that race; at 0 s some do (llama-server's case).
+    n = 8
+    with FakeOpenAI(first_token_delay=0.02, token_delay=0.001, close_after_stream=close_after) as fake:
+        res = run_bench(tmp_path, fake.base_url, "-n", str(n), "--output-len", "4", "--input-len", "5")
+    check_consistent(res, n, output_len=4)
+    assert res["failed"] == 0, res["errors"]
+    # The server never read a lost request: each was served exactly once, on a connection of its
+    # own (plus GET /models).
+    assert len(fake.bodies) == n
+    assert fake.connections == n + 1
+    resent = [r["resent"] for r in res["per_request"]]
+    assert res["resent"] == sum(resent)
+    assert resent[0] is False  # a fresh connection is not resent
+    if close_after > 0:
+        assert all(resent[1:])
+        # The lost attempt (it waited for the close) is not charged to the request.
+        assert res["ttft_ms"]["max"] < 150
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\r"])
+def test_any_event_stream_line_end(tmp_path, eol):
+    with FakeOpenAI(first_token_delay=0.0, token_delay=0.001, sse_line_end=eol) as fake:
+        res = run_bench(tmp_path, fake.base_url, "-n", "2", "--output-len", "5", "--input-len", "3")
+    check_consistent(res, 2, output_len=5)
+    assert res["failed"] == 0, res["errors"]
+
+
 def test_unreachable_server_fails_cleanly(tmp_path):
     r = subprocess.run([BENCH, "--base-url", "http://127.0.0.1:1/v1", "-n", "2"],
                        capture_output=True, text=True, timeout=30)

@@ -27,9 +27,9 @@ SPACE_MARK = "\u2581"
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 
-def read_spm_vocab(path):
+def read_spm_vocab(path, reader=None):
     """The GGUF's SentencePiece vocabulary and flags, read with the `gguf` package."""
-    r = gguf.GGUFReader(str(path))
+    r = reader or gguf.GGUFReader(str(path))
 
     def field(key):
         return r.fields[key] if key in r.fields else None
@@ -81,8 +81,8 @@ def model_proto(vocab):
 
 
 class SentencePieceReference:
-    def __init__(self, path):
-        self.vocab = read_spm_vocab(path)
+    def __init__(self, path, reader=None):
+        self.vocab = read_spm_vocab(path, reader)
         assert self.vocab["model"] == "llama", f"{path} is not a SentencePiece ('llama') vocabulary"
         self.sp = SentencePieceProcessor()
         self.sp.LoadFromSerializedProto(model_proto(self.vocab))

@@ -142,12 +142,13 @@ class Gemma3Reference(Reference):
         return out[len(tokens):]
 
 
-# Tolerance for our engine against this reference in float64. To be set from the engine's measured
-# spread the way forward_check.py does for SmolLM2 (1e-5 x max|logit| there); Gemma 3's norm
-# weights reach 741 and its residual stream is wider, so float32 rounding is expected to move
-# logits more. The float32-vs-float64 spread of this reference itself is printed by the self-check
-# (--dtype float64 --compare-float32) and is the floor any tolerance must clear.
-GEMMA3_REL_TOL = 1e-4
+# Tolerance for our engine against this reference in float64, the rule forward_check.py justifies
+# for SmolLM2 (1e-5 x max|logit|, ~4x the spread float32 rounding alone makes there). Measured here
+# (--dtype float64 --compare-float32, 64 tokens, max|logit| 46.1): this reference in float32 is
+# 9.2e-5 = 2.0e-6 x max|logit| from float64 (SmolLM2: 2.3e-6), so the same rule leaves ~5x; the
+# engine's own spread, once it runs gemma3, decides whether it holds. The embedding-scale choice
+# alone (25.25 vs 25.298) moves logits by 0.099: the engine must make the reference's choice.
+GEMMA3_REL_TOL = 1e-5
 
 
 def compare_logits(ours, ref, what, rel_tol=GEMMA3_REL_TOL):

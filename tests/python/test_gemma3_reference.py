@@ -1,8 +1,10 @@
-"""The Gemma 3 NumPy reference (gemma3_reference.py) on its own, in float32, on the real 270M file:
-it must behave like a language model (a broken norm, scale or RoPE base drops the next-token
-accuracy on plain English from 0.49 to 0.0-0.46, measured), know that Paris is the capital of
-France, and mask as the window says (the 1,200-token run, by hand: see gemma3_reference.py). The comparison with our engine comes when the engine runs
-gemma3; `compare_logits` is checked here to accept the reference and to reject a small error.
+"""The Gemma 3 NumPy reference (gemma3_reference.py) on its own, in float32, on the real 270M file.
+It must behave like a language model: next-token accuracy on the plain-English prompt is 0.52
+(on its full 86 tokens 0.49, where a norm weight off by one, a QK norm off by one, swapped RoPE
+bases or a query scale of (hidden/heads)^-0.5 gave 0.00, 0.05, 0.37, 0.46, measured); it must
+know that Paris is the capital of France, and mask as the window says (the 1,200-token run is by
+hand: see gemma3_reference.py). The comparison with our engine comes when the engine runs gemma3;
+`compare_logits` is checked here to accept the reference and to reject a small error.
 """
 import gguf
 import numpy as np
@@ -40,7 +42,7 @@ def test_structure(models):
 def test_plain_english_is_predicted(prompt):
     tokens, acc, logits = prompt
     assert logits.shape == (64, 262144) and np.all(np.isfinite(logits))
-    assert acc >= 0.35, f"next-token accuracy {acc:.3f} on plain English"
+    assert acc >= 0.45, f"next-token accuracy {acc:.3f} on plain English (0.52 measured)"
 
 
 def test_capital_of_france(models):

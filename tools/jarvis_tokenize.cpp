@@ -74,6 +74,7 @@ json handle(const std::string& mode, const jarvis::Tokenizer& tok, const json& r
 json info(const jarvis::Tokenizer& tok) {
   const jarvis::TokenizerData& d = tok.data();
   return {{"model", d.model},       {"pre", d.pre},         {"vocab_size", tok.vocab_size()},
+          {"architecture", d.architecture},
           {"bos_id", d.bos_id},     {"eos_id", d.eos_id},   {"unk_id", d.unk_id},
           {"pad_id", d.pad_id},     {"eot_ids", d.eot_ids}, {"add_bos", d.add_bos},
           {"add_eos", d.add_eos},   {"add_space_prefix", d.add_space_prefix},

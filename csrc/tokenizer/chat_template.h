@@ -21,6 +21,11 @@ enum class ChatFormat { kChatML, kLlama2, kLlama3, kGemma, kZephyr };
 ChatFormat detect_chat_format(const std::string& jinja_source);
 const char* chat_format_name(ChatFormat format);
 
+// The family's official template for a model file that ships none, chosen by its architecture
+// (GGUF general.architecture): Gemma's for "gemma" and "gemma2", Gemma 3's for "gemma3" (the
+// llama.cpp converter leaves it out of Gemma 3 GGUF files). "" for any other architecture.
+std::string default_chat_template(const std::string& architecture);
+
 // Renders messages the way the model's Jinja template does (byte for byte, as transformers renders
 // it: jinja2 with trim_blocks and lstrip_blocks), optionally ending with the assistant turn header
 // so generation continues as the assistant. Details read from the source: ChatML's default system

@@ -1,14 +1,24 @@
 #include "csrc/tokenizer/special_tokens.h"
 
+#include <string>
+
 namespace jarvis {
 
-SpecialTokenMatcher::SpecialTokenMatcher(const TokenizerData& data) {
+SpecialTokenMatcher::SpecialTokenMatcher(const TokenizerData& data, std::string_view space_mark) {
   nodes_.emplace_back();
+  std::string text;
   for (size_t id = 0; id < data.tokens.size(); ++id) {
     TokenType type = id < data.token_types.size() ? data.token_types[id] : TokenType::kNormal;
     bool control = type == TokenType::kControl || type == TokenType::kUnknown;
     if (!control && type != TokenType::kUserDefined) continue;
-    const std::string& text = data.tokens[id];
+    text.clear();
+    for (char c : data.tokens[id]) {
+      if (c == ' ' && !space_mark.empty()) {
+        text += space_mark;
+      } else {
+        text.push_back(c);
+      }
+    }
     if (text.empty()) continue;
     int32_t node = 0;
     for (unsigned char b : text) {

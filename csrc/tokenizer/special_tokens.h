@@ -19,7 +19,9 @@ struct TextSegment {
 class SpecialTokenMatcher {
  public:
   // Control and unknown tokens match only with parse_special; user-defined ones always match.
-  explicit SpecialTokenMatcher(const TokenizerData& data);
+  // With `space_mark`, a token's spaces are stored as that mark: for a tokenizer that escapes the
+  // text's spaces before matching (SentencePiece matches user-defined pieces after escaping).
+  explicit SpecialTokenMatcher(const TokenizerData& data, std::string_view space_mark = {});
 
   void split(std::string_view text, bool parse_special, std::vector<TextSegment>& out) const;
 

@@ -1,7 +1,8 @@
 // SentencePiece-style BPE (GGUF tokenizer.ggml.model "llama": Llama 2, TinyLlama, Gemma).
-// Spaces become U+2581 "▁" (with one in front of each text segment when add_space_prefix), the
-// text starts as one symbol per character, and the adjacent pair whose concatenation is the
-// highest-scoring vocabulary piece merges first (leftmost on ties), as SentencePiece's BPE does.
+// Spaces become U+2581 "▁" (with one in front of each text segment when add_space_prefix), added
+// tokens are matched in that escaped text (their own spaces escaped alike), each segment starts as
+// one symbol per character, and the adjacent pair whose concatenation is the highest-scoring
+// vocabulary piece merges first (leftmost on ties), as SentencePiece's BPE does.
 // Characters no piece covers fall back to <0xXX> byte tokens, or to <unk> without them.
 #include <algorithm>
 #include <unordered_map>
@@ -32,7 +33,7 @@ int parse_byte_token(const std::string& text) {
 
 class SentencePieceBpeTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceBpeTokenizer(const TokenizerData& data) : Tokenizer(data), specials_(data_) {
+  explicit SentencePieceBpeTokenizer(const TokenizerData& data) : Tokenizer(data), specials_(data_, kSpaceMark) {
     if (!data_.scores.empty() && data_.scores.size() != data_.tokens.size()) {
       throw Error("tokenizer has " + std::to_string(data_.scores.size()) + " scores for " +
                   std::to_string(data_.tokens.size()) + " tokens");
@@ -70,8 +71,19 @@ class SentencePieceBpeTokenizer final : public Tokenizer {
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const override {
     std::vector<int32_t> ids;
     if (add_bos && data_.add_bos && data_.bos_id >= 0) ids.push_back(data_.bos_id);
+    // Spaces are escaped before added tokens are matched, as SentencePiece matches user-defined
+    // pieces in the escaped text: a "▁" the text itself holds then counts as a space there too.
+    std::string escaped;
+    escaped.reserve(text.size());
+    for (char c : text) {
+      if (c == ' ') {
+        escaped += kSpaceMark;
+      } else {
+        escaped.push_back(c);
+      }
+    }
     std::vector<TextSegment> segments;
-    specials_.split(text, parse_special, segments);
+    specials_.split(escaped, parse_special, segments);
     std::string normalized;
     for (const TextSegment& seg : segments) {
       if (seg.token >= 0) {
@@ -81,13 +93,7 @@ class SentencePieceBpeTokenizer final : public Tokenizer {
       // Like HF's Prepend("▁") normalizer and llama.cpp: every text segment gets the prefix.
       normalized.clear();
       if (data_.add_space_prefix) normalized += kSpaceMark;
-      for (char c : seg.text) {
-        if (c == ' ') {
-          normalized += kSpaceMark;
-        } else {
-          normalized.push_back(c);
-        }
-      }
+      normalized += seg.text;
       merge_pieces(normalized, ids);
     }
     if (add_bos && data_.add_eos && data_.eos_id >= 0) ids.push_back(data_.eos_id);

@@ -28,7 +28,9 @@ struct TokenizerData {
   bool add_bos = false;
   bool add_eos = false;
   bool add_space_prefix = false;   // SentencePiece "▁" prefix on the first word
-  std::string chat_template;       // Jinja source as the model ships it
+  std::string architecture;        // GGUF general.architecture ("" from a tokenizer.json directory)
+  std::string chat_template;       // Jinja source as the model ships it, else its family's
+                                   // (default_chat_template of the architecture)
 };
 
 }  // namespace jarvis

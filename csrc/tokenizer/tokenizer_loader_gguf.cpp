@@ -1,5 +1,6 @@
 #include <algorithm>
 
+#include "csrc/tokenizer/chat_template.h"
 #include "csrc/tokenizer/tokenizer_loader.h"
 #include "csrc/util/error.h"
 
@@ -79,7 +80,9 @@ TokenizerData tokenizer_data_from_gguf(const GgufFile& gguf) {
   d.add_bos = gguf.get_bool_or("tokenizer.ggml.add_bos_token", spm || llama3);
   d.add_eos = gguf.get_bool_or("tokenizer.ggml.add_eos_token", false);
   d.add_space_prefix = gguf.get_bool_or("tokenizer.ggml.add_space_prefix", spm);
+  d.architecture = gguf.get_string_or("general.architecture", "");
   d.chat_template = gguf.get_string_or("tokenizer.chat_template", "");
+  if (d.chat_template.empty()) d.chat_template = default_chat_template(d.architecture);
   return d;
 }
 

@@ -5,7 +5,8 @@ ImmutableSandboxedEnvironment with trim_blocks and lstrip_blocks, the loopcontro
 `raise_exception` raising, and bos_token, eos_token, add_generation_prompt passed in. SmolLM2's
 template is read from the model file; the others are the official templates of the model cards
 (typed out here, as their model files are not at hand). Outputs must be byte-identical; where the
-template raises, ours must report an error.
+template raises, ours must report an error. A file with no template (Gemma 3's GGUF) gets its
+family's, chosen by architecture: checked against the same typed-out templates.
 """
 import json
 import subprocess
@@ -16,7 +17,7 @@ import jinja2.ext
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from tokenizer_refs import MODEL, TOOL
+from tokenizer_refs import MODEL, SOURCE_DIR, TOOL, encode_all, write_gguf_tokenizer
 
 # Qwen/Qwen2-*-Instruct
 QWEN2 = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -152,9 +153,9 @@ def render_reference(template, messages, add_generation_prompt, bos, eos):
                                             add_generation_prompt=add_generation_prompt)
 
 
-def render_ours(requests):
+def render_ours(requests, model=MODEL):
     payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in requests)
-    proc = subprocess.run([str(TOOL), "--model", str(MODEL), "chat"], input=payload.encode("utf-8"),
+    proc = subprocess.run([str(TOOL), "--model", str(model), "chat"], input=payload.encode("utf-8"),
                           capture_output=True, timeout=60)
     out = [json.loads(line) for line in proc.stdout.decode("utf-8").split("\n") if line]
     assert len(out) == len(requests), proc.stderr
@@ -204,3 +205,58 @@ def test_rejected_templates_and_requests():
                        {"messages": user, "template": mistral},
                        {"messages": [], "template": CHATML}])
     assert all("error" in o for o in out), out
+
+
+GEMMA3_MODEL = SOURCE_DIR / "models" / "gemma-3-270m-q4_k_m.gguf"
+
+
+def tokenizer_only_gguf(path, arch):
+    """A SentencePiece vocabulary with Gemma's markers and no tokenizer.chat_template."""
+    tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "\u2581", "a"]
+    write_gguf_tokenizer(path, model="llama", tokens=tokens, types=[3, 3, 3, 3, 3, 3, 1, 1], scores=[0.0] * 8,
+                         bos=2, eos=1, unk=3, add_bos=True, arch=arch)
+
+
+def info_of(model):
+    return json.loads(subprocess.run([str(TOOL), "--model", str(model), "info"], capture_output=True,
+                                     check=True).stdout)
+
+
+@pytest.mark.parametrize("arch,official", [("gemma", GEMMA), ("gemma2", GEMMA), ("gemma3", GEMMA3), ("llama", None)])
+def test_template_chosen_by_architecture(arch, official, tmp_path):
+    # A file that ships no template gets its family's (general.architecture); others get none.
+    path = tmp_path / f"{arch}.gguf"
+    tokenizer_only_gguf(path, arch)
+    assert info_of(path)["architecture"] == arch
+    requests, expected = [], []
+    for conv in CONVERSATIONS:
+        messages = [{"role": r, "content": c} for r, c in conv]
+        for agp in (True, False):
+            requests.append({"messages": messages, "add_generation_prompt": agp})
+            try:
+                expected.append(render_reference(official, messages, agp, "<bos>", "<eos>") if official else None)
+            except TemplateError:
+                expected.append(None)
+    got = render_ours(requests, model=path)
+    assert sum(e is not None for e in expected) > (10 if official else -1)
+    for req, exp, out in zip(requests, expected, got):
+        if exp is None:
+            assert "error" in out, f"{arch}: expected an error, got {out!r} for {req['messages']}"
+        else:
+            assert out.get("prompt") == exp, f"{arch} {req}: {out}"
+
+
+@pytest.mark.skipif(not GEMMA3_MODEL.is_file(), reason=f"{GEMMA3_MODEL} absent (scripts/setup.sh assembles it)")
+def test_gemma3_file_prompt_has_one_bos():
+    # The real Gemma 3 file has no template: Gemma 3's is chosen, and it writes <bos> itself, so
+    # the prompt's ids (as jarvis-cli and the server encode a prompt that starts with BOS: no
+    # add_bos) start with exactly one BOS, then <start_of_turn>.
+    info = info_of(GEMMA3_MODEL)
+    assert info["architecture"] == "gemma3" and info["add_bos"] and "first_user_prefix" in info["chat_template"]
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
+    out = render_ours([{"messages": messages}], model=GEMMA3_MODEL)[0]
+    assert out["prompt"] == render_reference(GEMMA3, messages, True, "<bos>", "<eos>")
+    assert out["prompt"] == "<bos><start_of_turn>user\nBe brief.\n\nHi there<end_of_turn>\n<start_of_turn>model\n"
+    ids = encode_all(GEMMA3_MODEL, [out["prompt"]], parse_special=True, add_bos=False)[0]
+    assert ids[:2] == [info["bos_id"], 105] and ids.count(info["bos_id"]) == 1
+    assert ids[-3:] == encode_all(GEMMA3_MODEL, ["<start_of_turn>model\n"])[0]

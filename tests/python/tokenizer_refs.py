@@ -178,9 +178,9 @@ def byte_level_reference(vocab, pre, with_specials=True):
 
 
 def write_gguf_tokenizer(path, *, model, tokens, types, pre=None, merges=None, scores=None, bos=None, eos=None,
-                         unk=None, add_bos=False, add_space_prefix=False, chat_template=None):
+                         unk=None, add_bos=False, add_space_prefix=False, chat_template=None, arch="llama"):
     """A GGUF file holding only tokenizer metadata (what our GGUF loader reads)."""
-    w = gguf.GGUFWriter(str(path), arch="llama")
+    w = gguf.GGUFWriter(str(path), arch=arch)
     w.add_tokenizer_model(model)
     if pre is not None:
         w.add_tokenizer_pre(pre)

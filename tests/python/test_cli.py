@@ -46,7 +46,10 @@ def stats(stderr):
     ("What is the capital of Germany?", "Berlin"),
 ])
 def test_chat_greedy_answers(question, answer):
-    r = cli("--chat", question, "--temperature", "0", "-n", "40")
+    # The float32 reference path: with the default 8-bit activations this 135M model answers the
+    # France question as llama.cpp does on the same file ("L'Etoile, la Marseillaise, ..."), not
+    # with Paris; issue 10's closing note has the accuracy figures of the default path.
+    r = cli("--chat", question, "--temperature", "0", "-n", "40", "--weights", "f32")
     assert answer in r.stdout, r.stdout
     s = stats(r.stderr)
     assert int(s["prompt"][0]) > 5 and float(s["prompt"][1]) > 0

@@ -6,7 +6,12 @@ from the engine. The bounds are deliberately generous (regression guards, not me
 issue's targets are file + KV + 100 MiB for one rank and share + KV + 60 MiB per rank of three;
 these fail only past +150 MiB / +100 MiB, while a return to float32 weights would add 400+ MiB to
 one rank and ~120-260 MiB to each rank of three. KV pages are allocated but only the ones written
-become resident; the runs here write a few blocks, so KV is bounded by what they touch."""
+become resident; the runs here write a few blocks, so KV is bounded by what they touch.
+
+What is counted is the memory a process takes beyond the same binary started with `--help`: a build
+with the CUDA backend maps cuBLAS/cudart into every process, about 215 MiB resident before any model
+is touched even with no GPU (a CPU-only build: 4 MiB). That is the binary's cost, not the model's,
+and it is reported beside the figures."""
 import os
 import re
 import subprocess
@@ -39,6 +44,13 @@ def share_bytes(t, layers, embedding, head):
     return total
 
 
+def baseline_rss(binary):
+    """Peak RSS of `binary --help`: the process with its libraries loaded and nothing else."""
+    p = subprocess.Popen([str(BIN / binary), "--help"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(p.pid, 0)
+    return usage.ru_maxrss * 1024
+
+
 def kv_bytes(tokens, layers):
     """K and V of `tokens` positions (rounded up to 16-token pages) over `layers` layers, float32."""
     pages = -(-tokens // 16)
@@ -51,11 +63,13 @@ def test_one_rank_cli_peak_rss_is_about_the_file():
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     peak = float(re.search(r"^peak RSS: ([0-9.]+) MiB$", r.stderr, re.M).group(1)) * MIB
+    base = baseline_rss("jarvis-cli")
     held = share_bytes(tensor_bytes(), range(30), True, True)
     file_size = MODEL.stat().st_size
-    print(f"jarvis-cli peak RSS {peak / MIB:.1f} MiB; weights held {held / MIB:.1f} MiB, file {file_size / MIB:.1f} MiB")
+    print(f"jarvis-cli peak RSS {peak / MIB:.1f} MiB ({base / MIB:.1f} MiB of it the binary's own); "
+          f"weights held {held / MIB:.1f} MiB, file {file_size / MIB:.1f} MiB")
     assert held <= file_size
-    assert peak <= file_size + kv_bytes(16, 30) + 150 * MIB
+    assert peak - base <= file_size + kv_bytes(16, 30) + 150 * MIB
 
 
 def children(pid):
@@ -93,8 +107,11 @@ def test_three_ranks_each_hold_their_share():
             r"--rank\x00(\d+)", Path(f"/proc/{p}/cmdline").read_text()).group(1)))
         assert len(workers) == 2, workers
         hwm = [status_kb(p, "VmHWM") * 1024 for p in [s.proc.pid] + workers]
-    for rank, (h, share) in enumerate(zip(hwm, shares)):
-        print(f"rank {rank}: VmHWM {h / MIB:.1f} MiB, share of the file {share / MIB:.1f} MiB")
+    base = [baseline_rss("jarvis-serve")] + 2 * [baseline_rss("jarvis-worker")]
+    for rank, (h, b, share) in enumerate(zip(hwm, base, shares)):
+        print(f"rank {rank}: VmHWM {h / MIB:.1f} MiB ({b / MIB:.1f} MiB of it the binary's own), "
+              f"share of the file {share / MIB:.1f} MiB")
+    hwm = [h - b for h, b in zip(hwm, base)]
     # Rank 0 also runs the HTTP server, tokenizer and scheduler; its bound is the one-rank one.
     assert hwm[0] <= shares[0] + kv_bytes(32, 10) + 150 * MIB
     for h, share in zip(hwm[1:], shares[1:]):

@@ -48,11 +48,34 @@ quant::QuantizeFn quantizer_for(ActFormat f) {
   return q;
 }
 
-// Input rows in one activation format: `stride` bytes apart.
+// Input rows in one activation format: `stride` bytes apart. With two activation passes,
+// `residual` holds the rounding residual of each row, quantized the same way (same stride).
 struct Activations {
   const uint8_t* data = nullptr;
   size_t stride = 0;
+  const uint8_t* residual = nullptr;
 };
+
+int passes_from_env() {
+  const char* e = std::getenv("JARVIS_ACT_PASSES");
+  if (e == nullptr || *e == '\0') return 1;
+  const std::string v(e);
+  if (v != "1" && v != "2") throw std::invalid_argument("JARVIS_ACT_PASSES='" + v + "': use 1 or 2");
+  return v == "1" ? 1 : 2;
+}
+int g_passes = 0;  // 0: not read yet
+
+// x minus what its quantized row `q` stands for (d * q per element), the second pass's input.
+void rounding_residual(ActFormat f, const float* x, const uint8_t* q, int64_t cols, float* out) {
+  const auto each = [&](const auto* blocks, int len) {
+    for (int64_t b = 0; b < cols / len; ++b) {
+      for (int i = 0; i < len; ++i) out[b * len + i] = x[b * len + i] - blocks[b].d * static_cast<float>(blocks[b].qs[i]);
+    }
+  };
+  if (f == ActFormat::kQ8_0) each(reinterpret_cast<const quant::BlockQ8_0*>(q), 32);
+  if (f == ActFormat::kQ8_1) each(reinterpret_cast<const quant::BlockQ8_1*>(q), 32);
+  if (f == ActFormat::kQ8_K) each(reinterpret_cast<const quant::BlockQ8_K*>(q), 256);
+}
 
 // The input rows as `f` wants them: the float rows themselves, or quantized into this calling
 // thread's scratch (the workers read it only during the pass the caller waits for).
@@ -61,10 +84,28 @@ Activations prepare(const float* x, int64_t n, int64_t cols, ActFormat f) {
   thread_local std::vector<uint8_t> scratch[kFormats];
   const size_t stride = quant::act_row_bytes(f, cols);
   std::vector<uint8_t>& buf = scratch[static_cast<int>(f)];
-  if (buf.size() < stride * static_cast<size_t>(n)) buf.resize(stride * static_cast<size_t>(n));
+  const int passes = activation_passes();
+  const size_t rows = static_cast<size_t>(n) * static_cast<size_t>(passes);
+  if (buf.size() < stride * rows) buf.resize(stride * rows);
   const quant::QuantizeFn q = quantizer_for(f);
   for (int64_t t = 0; t < n; ++t) q(x + t * cols, buf.data() + t * stride, cols);
-  return {buf.data(), stride};
+  if (passes == 1) return {buf.data(), stride, nullptr};
+  thread_local std::vector<float> r;
+  r.resize(static_cast<size_t>(cols));
+  uint8_t* second = buf.data() + static_cast<size_t>(n) * stride;
+  for (int64_t t = 0; t < n; ++t) {
+    rounding_residual(f, x + t * cols, buf.data() + t * stride, cols, r.data());
+    q(r.data(), second + t * stride, cols);
+  }
+  return {buf.data(), stride, second};
+}
+
+// One tile of the product: the first pass, then (two passes) the residual's added on top.
+void run_tile(quant::TileFn tile, const uint8_t* w, size_t w_stride, int nr, const Activations& a, int64_t t0, int nt,
+              int64_t cols, float* y, int64_t ldy, bool accumulate) {
+  const size_t off = static_cast<size_t>(t0) * a.stride;
+  tile(w, w_stride, nr, a.data + off, a.stride, nt, cols, y, ldy, accumulate);
+  if (a.residual != nullptr) tile(w, w_stride, nr, a.residual + off, a.stride, nt, cols, y, ldy, true);
 }
 
 // One matrix's share of a pass, ready for the threads.
@@ -113,8 +154,7 @@ void product_rows(const Job& j, int64_t n, int64_t lo, int64_t hi, float* y, int
     prefetch_ahead(wr + kPrefetchTiles * kTileRows * j.row_bytes, kTileRows * j.row_bytes, end);
     for (int64_t t0 = 0; t0 < n; t0 += kTileTokens) {
       const int nt = static_cast<int>(std::min<int64_t>(kTileTokens, n - t0));
-      j.tile(wr, j.row_bytes, nr, j.act.data + static_cast<size_t>(t0) * j.act.stride, j.act.stride, nt, cols,
-             y + t0 * ldy + r0, ldy, accumulate);
+      run_tile(j.tile, wr, j.row_bytes, nr, j.act, t0, nt, cols, y + t0 * ldy + r0, ldy, accumulate);
     }
   }
 }
@@ -126,6 +166,16 @@ quant::GateFn gate_for(GateActivation act) {
 }
 
 }  // namespace
+
+int activation_passes() {
+  if (g_passes == 0) g_passes = passes_from_env();
+  return g_passes;
+}
+
+void set_activation_passes(int passes) {
+  if (passes != 1 && passes != 2) throw std::invalid_argument("activation passes must be 1 or 2");
+  g_passes = passes;
+}
 
 void QuantMatrix::FreeAligned::operator()(uint8_t* p) const { std::free(p); }
 
@@ -244,12 +294,10 @@ void qmatmul_gated(const float* x, int64_t n, const QuantMatrix& gate, const Qua
           prefetch_ahead(up.data() + ahead * ju.row_bytes, kTileRows * ju.row_bytes, u_end);
           for (int64_t t0 = 0; t0 < n; t0 += kTileTokens) {
             const int nt = static_cast<int>(std::min<int64_t>(kTileTokens, n - t0));
-            jg.tile(gate.data() + static_cast<size_t>(r0) * jg.row_bytes, jg.row_bytes, nr,
-                    jg.act.data + static_cast<size_t>(t0) * jg.act.stride, jg.act.stride, nt, gate.cols(), g,
-                    kTileRows, false);
-            ju.tile(up.data() + static_cast<size_t>(r0) * ju.row_bytes, ju.row_bytes, nr,
-                    ju.act.data + static_cast<size_t>(t0) * ju.act.stride, ju.act.stride, nt, up.cols(), u,
-                    kTileRows, false);
+            run_tile(jg.tile, gate.data() + static_cast<size_t>(r0) * jg.row_bytes, jg.row_bytes, nr, jg.act, t0, nt,
+                     gate.cols(), g, kTileRows, false);
+            run_tile(ju.tile, up.data() + static_cast<size_t>(r0) * ju.row_bytes, ju.row_bytes, nr, ju.act, t0, nt,
+                     up.cols(), u, kTileRows, false);
             // Always the whole tile, so every element takes the same (vector) path whatever nt and
             // nr are: a row's result must not depend on its batch. Entries past nr / nt hold stale
             // finite values: computed, never stored.

@@ -17,6 +17,16 @@ namespace jarvis::cpu {
 
 class ThreadPool;
 
+// How finely the products quantize their input rows. 1 (the default): one 8-bit block pass, the
+// scheme llama.cpp uses; it moves this file's logits by up to ~1.6 and flips greedy choices where
+// the float path is unsure. 2: the rounding residual of each row is quantized by the same rule
+// and multiplied too (x ~ d1 q1 + d2 q2, about 15 bits per input): the float path's accuracy for
+// about twice the integer work per weight block (weights are still read once). Read from
+// JARVIS_ACT_PASSES=1|2 at first use; set_activation_passes changes it for the following calls
+// (not thread-safe against running products).
+int activation_passes();
+void set_activation_passes(int passes);
+
 class QuantMatrix {
  public:
   QuantMatrix() = default;

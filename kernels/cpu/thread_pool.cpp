@@ -1,12 +1,34 @@
 #include "kernels/cpu/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace jarvis::cpu {
 namespace {
 // Set while a thread runs a chunk: nested parallel_for calls then run inline instead of
 // waiting on workers that are busy with the outer call (which would deadlock).
 thread_local bool t_inside_pool = false;
+
+// How long a thread waiting for a pass (or for its end) spins before it blocks: longer than the
+// gap between the passes of one step, far shorter than the gap between requests.
+constexpr std::chrono::microseconds kSpin{100};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Spins until done() or kSpin has passed; true when done() held.
+template <typename Done>
+bool spin_until(Done done) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    cpu_relax();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) return false;
+  }
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
@@ -44,17 +66,18 @@ void ThreadPool::run_chunk(int index) {
 
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
+  const auto started = [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
   for (;;) {
-    {
+    if (!spin_until(started)) {
       std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      start_cv_.wait(lock, started);
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
     run_chunk(index);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mu_);  // the caller may be about to block on done_cv_
+      done_cv_.notify_one();
     }
   }
 }
@@ -75,16 +98,18 @@ void ThreadPool::run(int64_t begin, int64_t end, int64_t grain, ChunkFn fn, void
     begin_ = begin;
     end_ = end;
     grain_ = grain;
-    pending_ = n_threads_ - 1;
+    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
     error_ = nullptr;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);  // publishes the job to spinning workers
   }
   start_cv_.notify_all();
   run_chunk(0);
   std::exception_ptr error;
+  const auto finished = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  spin_until(finished);
   {
     std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait(lock, [&] { return pending_ == 0; });
+    done_cv_.wait(lock, finished);
     fn_ = nullptr;
     ctx_ = nullptr;
     error = error_;

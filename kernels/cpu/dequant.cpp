@@ -136,42 +136,17 @@ inline void q4_k_scale_min(int j, const uint8_t* q, int* sc, int* m) {
 
 // block_q4_K { half d; half dmin; uint8 scales[12]; uint8 qs[128]; }: 8 sub-blocks of 32,
 // x = (d * scale) * q - (dmin * min). Each 32 bytes of qs hold two sub-blocks (low, high nibbles).
-void dequant_q4_k(const uint8_t* src, float* dst, int64_t nb) {
-  for (int64_t b = 0; b < nb; ++b, src += 144, dst += kQK_K) {
-    const float d = load_half(src);
-    const float dmin = load_half(src + 2);
-    const uint8_t* scales = src + 4;
-    const uint8_t* qs = src + 16;
-    for (int s = 0; s < 8; s += 2) {
-      int sc0, m0, sc1, m1;
-      q4_k_scale_min(s, scales, &sc0, &m0);
-      q4_k_scale_min(s + 1, scales, &sc1, &m1);
-      const float d0 = d * static_cast<float>(sc0);
-      const float min0 = dmin * static_cast<float>(m0);
-      const float d1 = d * static_cast<float>(sc1);
-      const float min1 = dmin * static_cast<float>(m1);
-      const uint8_t* q = qs + 16 * s;
-      float* y = dst + 32 * s;
-      for (int l = 0; l < 32; ++l) {
-        const float lo = d0 * static_cast<float>(q[l] & 0x0f);
-        const float hi = d1 * static_cast<float>(q[l] >> 4);
-        y[l] = lo - min0;
-        y[l + 32] = hi - min1;
-      }
-    }
-  }
-}
-
-// block_q5_K { half d; half dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]; }: Q4_K's
-// sub-blocks, scales and nibbles, plus a fifth bit per element: bit s of qh[l] belongs to element l
-// of sub-block s. x = (d * scale) * q - (dmin * min), q in 0..31.
-void dequant_q5_k(const uint8_t* src, float* dst, int64_t nb) {
-  for (int64_t b = 0; b < nb; ++b, src += 176, dst += kQK_K) {
+// block_q5_K { half d; half dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]; }: the same plus
+// a fifth bit per element (bit s of qh[l] belongs to element l of sub-block s), q in 0..31.
+template <bool kFifthBit>
+void dequant_q4_q5_k(const uint8_t* src, float* dst, int64_t nb) {
+  constexpr size_t kBlockBytes = kFifthBit ? 176 : 144;
+  for (int64_t b = 0; b < nb; ++b, src += kBlockBytes, dst += kQK_K) {
     const float d = load_half(src);
     const float dmin = load_half(src + 2);
     const uint8_t* scales = src + 4;
     const uint8_t* qh = src + 16;
-    const uint8_t* qs = src + 48;
+    const uint8_t* qs = src + (kFifthBit ? 48 : 16);
     for (int s = 0; s < 8; s += 2) {
       int sc0, m0, sc1, m1;
       q4_k_scale_min(s, scales, &sc0, &m0);
@@ -183,8 +158,11 @@ void dequant_q5_k(const uint8_t* src, float* dst, int64_t nb) {
       const uint8_t* q = qs + 16 * s;
       float* y = dst + 32 * s;
       for (int l = 0; l < 32; ++l) {
-        const int q0 = (q[l] & 0x0f) | (((qh[l] >> s) & 1) << 4);
-        const int q1 = (q[l] >> 4) | (((qh[l] >> (s + 1)) & 1) << 4);
+        int q0 = q[l] & 0x0f, q1 = q[l] >> 4;
+        if (kFifthBit) {
+          q0 |= ((qh[l] >> s) & 1) << 4;
+          q1 |= ((qh[l] >> (s + 1)) & 1) << 4;
+        }
         const float lo = d0 * static_cast<float>(q0);
         const float hi = d1 * static_cast<float>(q1);
         y[l] = lo - min0;
@@ -241,8 +219,8 @@ bool dequantize_row(GgmlType type, const void* src_v, float* dst, int64_t n) {
     case GgmlType::Q5_0: dequant_q5_0(src, dst, nb); return true;
     case GgmlType::Q5_1: dequant_q5_1(src, dst, nb); return true;
     case GgmlType::Q8_0: dequant_q8_0(src, dst, nb); return true;
-    case GgmlType::Q4_K: dequant_q4_k(src, dst, nb); return true;
-    case GgmlType::Q5_K: dequant_q5_k(src, dst, nb); return true;
+    case GgmlType::Q4_K: dequant_q4_q5_k<false>(src, dst, nb); return true;
+    case GgmlType::Q5_K: dequant_q4_q5_k<true>(src, dst, nb); return true;
     case GgmlType::Q6_K: dequant_q6_k(src, dst, nb); return true;
     default: return false;
   }
